@@ -1,0 +1,247 @@
+"""The Python API: ``qwenkit.load(ref)`` and the ``LLM`` it returns.
+
+A generation climbs a short ladder (as in mlx-lm): backend ``submit`` yields TokenEvents;
+``ChatStream`` turns them into typed events through one ``ChatRun``; ``chat``/``achat`` collect a
+stream into a ``ChatResult``. Sync and async differ only in how they wait for the next event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qwenkit.catalog.schema import SamplingDefaults, Variant
+from qwenkit.chat.builders import encode_fim
+from qwenkit.chat.encode import EncodedPrompt, encode_chat
+from qwenkit.chat.events import Event
+from qwenkit.chat.template import template_features
+from qwenkit.chat.tokenizer import Tokenizer
+from qwenkit.engine.chat_run import ChatResult, ChatRun, ThinkingControl
+from qwenkit.engine.params import THINKING_EARLY_STOP, ChatParams, fallback_defaults, resolve_sampling
+from qwenkit.engine.registry import choose_backend
+from qwenkit.engine.types import Backend, BackendOptions, GenerationHandle, SamplingParams
+from qwenkit.errors import ContextLengthError
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the API knows about the loaded model beyond its backend."""
+
+    path: Path | None
+    variant: Variant | None
+    template_family: str | None  # "qwen3", "qwen2.5" or None
+
+
+class ChatStream:
+    """One running chat generation. Iterate it (sync or async) for events; then ``result()``."""
+
+    def __init__(self, handle: GenerationHandle, run: ChatRun) -> None:
+        self.handle = handle
+        self._run = run
+        self._finished = False
+
+    def _on_token(self, event: Any) -> list[Event]:
+        step = self._run.on_token(event)
+        if step.inject:
+            self.handle.inject(step.inject)
+        if step.stop:
+            self.handle.cancel()
+        return step.events
+
+    def _finish(self) -> list[Event]:
+        if self._finished:
+            return []
+        self._finished = True
+        return self._run.finish(self.handle.finish_reason)
+
+    def __iter__(self) -> Iterator[Event]:
+        for token in self.handle:
+            yield from self._on_token(token)
+        yield from self._finish()
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        async for token in self.handle:
+            for event in self._on_token(token):
+                yield event
+        for event in self._finish():
+            yield event
+
+    def cancel(self) -> None:
+        """Stop the generation unless it already ended; its slot is freed within one engine step."""
+        if not self._finished:
+            self.handle.cancel()
+
+    def result(self) -> ChatResult:
+        for _ in self:  # drains whatever the caller did not read
+            pass
+        return self._run.result(self.handle.timings)
+
+    async def aresult(self) -> ChatResult:
+        async for _ in self:
+            pass
+        return self._run.result(self.handle.timings)
+
+
+class LLM:
+    """A loaded Qwen model: chat, stream, batch and raw completion over one backend."""
+
+    def __init__(self, backend: Backend, facts: ModelFacts, *, template: str | None = None) -> None:
+        self.backend = backend
+        self.facts = facts
+        self._template = template
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.backend.tokenizer
+
+    @property
+    def context_length(self) -> int:
+        return self.backend.context_length
+
+    # ----- preparing a request --------------------------------------------------------------
+
+    def _defaults(self, thinking: bool | None) -> SamplingDefaults:
+        if self.facts.variant is not None:
+            return self.facts.variant.sampling_for(thinking)
+        return fallback_defaults(self.facts.template_family, thinking)
+
+    def _early_stop_ids(self) -> tuple[int, ...]:
+        close = self.tokenizer.special_tokens.get("</think>")
+        if close is None:
+            return ()
+        encode = self.tokenizer.encode_text
+        return (*encode(THINKING_EARLY_STOP), close, *encode("\n\n"))
+
+    def _sampling(self, params: ChatParams, prompt_len: int, thinking: bool | None) -> SamplingParams:
+        room = self.context_length - prompt_len
+        if room < 1:
+            raise ContextLengthError(
+                f"the prompt has {prompt_len} tokens and the context holds {self.context_length}",
+                param="messages",
+            )
+        return resolve_sampling(
+            params, self._defaults(thinking), max_tokens_limit=room, stop_token_ids=frozenset()
+        )
+
+    def encode(self, messages: Sequence[Any], params: ChatParams) -> EncodedPrompt:
+        enable = params.enable_thinking
+        if params.thinking_budget == 0:
+            enable = False  # a zero budget is Qwen's non-thinking mode
+        return encode_chat(
+            messages,
+            self.tokenizer,
+            tools=list(params.tools) if params.tools else None,
+            enable_thinking=enable,
+            template=self._template,
+        )
+
+    def start_chat(self, messages: Sequence[Any], params: ChatParams | None = None, **kwargs: Any) -> ChatStream:
+        params = params if params is not None else ChatParams.from_kwargs(**kwargs)
+        encoded = self.encode(messages, params)
+        sampling = self._sampling(params, len(encoded.ids), encoded.thinking)
+        thinking = ThinkingControl(
+            early_stop_ids=self._early_stop_ids() if encoded.thinking else (),
+            budget=params.thinking_budget,
+            loop_guard=params.thinking_loop_guard,
+        )
+        run = ChatRun(
+            self.tokenizer,
+            prompt_tokens=len(encoded.ids),
+            starts_in_reasoning=encoded.opens_reasoning,
+            parse_tools=bool(params.tools),
+            stops=params.stop,
+            thinking=thinking,
+            want_logprobs=params.logprobs,
+            warnings=tuple(encoded.warnings),
+        )
+        return ChatStream(self.backend.submit(encoded.ids, sampling), run)
+
+    # ----- the ladder's public rungs ----------------------------------------------------------
+
+    def stream_chat(self, messages: Sequence[Any], **params: Any) -> Iterator[Event]:
+        stream = self.start_chat(messages, **params)
+        try:
+            yield from stream
+        finally:
+            stream.cancel()  # a consumer that stops early frees the slot
+
+    def chat(self, messages: Sequence[Any], **params: Any) -> ChatResult:
+        return self.start_chat(messages, **params).result()
+
+    async def astream_chat(self, messages: Sequence[Any], **params: Any) -> AsyncIterator[Event]:
+        stream = self.start_chat(messages, **params)
+        try:
+            async for event in stream:
+                yield event
+        finally:
+            stream.cancel()
+
+    async def achat(self, messages: Sequence[Any], **params: Any) -> ChatResult:
+        return await self.start_chat(messages, **params).aresult()
+
+    def chat_batch(self, conversations: Sequence[Sequence[Any]], **params: Any) -> list[ChatResult]:
+        """All conversations run at once (continuous batching); results in input order."""
+        streams = [self.start_chat(c, **params) for c in conversations]
+        return [s.result() for s in streams]
+
+    def complete(self, prompt: str, suffix: str | None = None, **params: Any) -> ChatResult:
+        """Raw completion; with ``suffix``, Qwen-Coder fill-in-the-middle. Prompt text stays plain text."""
+        chat_params = ChatParams.from_kwargs(**params)
+        ids = encode_fim(prompt, suffix, self.tokenizer) if suffix is not None else self.tokenizer.encode_text(prompt)
+        if not ids:
+            ids = [next(iter(self.tokenizer.eos_token_ids))]
+        sampling = self._sampling(chat_params, len(ids), None)
+        run = ChatRun(
+            self.tokenizer,
+            prompt_tokens=len(ids),
+            starts_in_reasoning=False,
+            parse_tools=False,
+            stops=chat_params.stop,
+            want_logprobs=chat_params.logprobs,
+        )
+        return ChatStream(self.backend.submit(ids, sampling), run).result()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> LLM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load(
+    ref: str | None = None,
+    *,
+    backend: str = "auto",
+    context: int = 4096,
+    threads: int | None = None,
+    parallel: int = 4,
+    template: str | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> LLM:
+    """Resolve ``ref`` (default model when None), fetch it if needed, and load it on a backend."""
+    from qwenkit.models import DEFAULT_MODEL, ensure_local, resolve
+
+    local = ensure_local(resolve(ref or DEFAULT_MODEL), progress=progress)
+    entry = choose_backend(backend, local.format)
+    opts = BackendOptions(context=context, threads=threads, parallel=parallel, **options)
+    loaded = entry.loader()(local.path, opts)
+    return LLM(loaded, facts_for(loaded.tokenizer, local.path, local.variant), template=template)
+
+
+def facts_for(tokenizer: Tokenizer, path: Path | None, variant: Variant | None) -> ModelFacts:
+    source = tokenizer.chat_template
+    family: str | None = None
+    if source is not None:
+        family = "qwen3" if template_features(source).supports_thinking else "qwen2.5"
+    elif "<think>" in tokenizer.special_tokens:
+        family = "qwen3"
+    return ModelFacts(path=path, variant=variant, template_family=family)
+
+
+__all__ = ["LLM", "ChatStream", "ModelFacts", "load"]

@@ -1,0 +1,120 @@
+"""What a chat request may ask for, and how unset values take Qwen's recommended defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from qwenkit.catalog.schema import SamplingDefaults
+from qwenkit.engine.stops import validate_stops
+from qwenkit.engine.types import SamplingParams
+from qwenkit.errors import UsageError
+
+# Qwen's published presets, used when a model is not in the catalog (a bare GGUF, say).
+QWEN3_THINKING = SamplingDefaults(temperature=0.6, top_p=0.95, top_k=20, min_p=0.0)
+QWEN3_NON_THINKING = SamplingDefaults(temperature=0.7, top_p=0.8, top_k=20, min_p=0.0)
+QWEN2_5_INSTRUCT = SamplingDefaults(temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05)
+
+# Qwen's early-stop text for a thinking budget (Qwen3 docs); </think> is added as its token.
+THINKING_EARLY_STOP = "\n\nConsidering the limited time by the user, I have to give the solution based on the thinking directly now.\n"
+
+
+@dataclass(frozen=True)
+class ChatParams:
+    """Per-request generation options; ``None`` means "the model's recommended value"."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    enable_thinking: bool | None = None
+    thinking_budget: int | None = None
+    thinking_loop_guard: bool = False
+    tools: tuple[Mapping[str, Any], ...] | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+    grammar: str | None = None
+    ignore_eos: bool = False
+    extra_stop_token_ids: frozenset[int] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stop", validate_stops(self.stop))
+        if self.thinking_budget is not None and (
+            not isinstance(self.thinking_budget, int) or self.thinking_budget < 0
+        ):
+            raise UsageError("thinking_budget must be a non-negative integer", param="thinking_budget")
+        if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
+            raise UsageError("max_tokens must be a positive integer", param="max_tokens")
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> ChatParams:
+        """Build from keyword arguments, rejecting names that are not options."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise UsageError(f"unknown generation option(s): {', '.join(unknown)}", param=unknown[0])
+        if isinstance(kwargs.get("stop"), str):
+            kwargs["stop"] = (kwargs["stop"],)
+        for key in ("stop", "tools"):
+            if isinstance(kwargs.get(key), list):
+                kwargs[key] = tuple(kwargs[key])
+        return cls(**kwargs)
+
+
+def _pick(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def resolve_sampling(
+    params: ChatParams,
+    defaults: SamplingDefaults,
+    *,
+    max_tokens_limit: int,
+    stop_token_ids: frozenset[int],
+) -> SamplingParams:
+    """Fill unset values from the model's preset; cap max_tokens at what the context leaves."""
+    if max_tokens_limit < 1:
+        raise UsageError("the prompt leaves no room in the context for an answer", param="messages")
+    if params.max_tokens is not None and params.max_tokens > max_tokens_limit:
+        raise UsageError(
+            f"max_tokens ({params.max_tokens}) is more than the context leaves after the prompt "
+            f"({max_tokens_limit})",
+            param="max_tokens",
+        )
+    return SamplingParams(
+        temperature=_pick(params.temperature, defaults.temperature),
+        top_p=_pick(params.top_p, defaults.top_p),
+        top_k=_pick(params.top_k, defaults.top_k),
+        min_p=_pick(params.min_p, defaults.min_p),
+        presence_penalty=_pick(params.presence_penalty, defaults.presence_penalty),
+        frequency_penalty=_pick(params.frequency_penalty, 0.0),
+        repetition_penalty=_pick(params.repetition_penalty, defaults.repetition_penalty),
+        seed=params.seed,
+        max_tokens=_pick(params.max_tokens, max_tokens_limit),
+        stop_token_ids=stop_token_ids | params.extra_stop_token_ids,
+        ignore_eos=params.ignore_eos,
+        logprobs=params.logprobs,
+        top_logprobs=params.top_logprobs,
+        grammar=params.grammar,
+    )
+
+
+def fallback_defaults(template_family: str | None, thinking: bool | None) -> SamplingDefaults:
+    """Presets for a model the catalog does not know, chosen by its chat template family."""
+    if template_family == "qwen3":
+        return QWEN3_NON_THINKING if thinking is False else QWEN3_THINKING
+    return QWEN2_5_INSTRUCT
+
+
+def stop_strings(values: Sequence[str] | str | None) -> tuple[str, ...]:
+    if values is None:
+        return ()
+    return validate_stops((values,) if isinstance(values, str) else tuple(values))
