@@ -74,9 +74,12 @@ class Architecture:
     moe_intermediate_size: int = 0
     shared_expert_intermediate_size: int = 0
     encoder_params: int = 0  # vision or audio tower, counted whole (it runs for every input)
+    rope_theta: float = 1_000_000.0  # config.json rope_theta; does not change the weight count
+    rms_norm_eps: float = 1e-6
 
     def __post_init__(self) -> None:
-        for name in ("layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size"):
+        sizes = ("layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size")
+        for name in sizes:
             _positive(name, getattr(self, name))
         if self.num_attention_heads % self.num_kv_heads:
             raise UsageError("num_attention_heads must be a multiple of num_kv_heads")
