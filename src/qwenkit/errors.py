@@ -34,7 +34,12 @@ class QwenkitError(Exception):
     def to_openai(self) -> dict[str, Any]:
         """The body OpenAI clients expect: {"error": {message, type, param, code}}."""
         return {
-            "error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
         }
 
 

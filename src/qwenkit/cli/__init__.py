@@ -11,7 +11,7 @@ import sys
 from qwenkit.cli.app import app, run_app
 
 # Importing a module registers its commands on ``app``.
-from qwenkit.cli import catalog_cmds, model_cmds, select_cmd  # noqa: F401,E402  isort: skip
+from qwenkit.cli import catalog_cmds, model_cmds, run_cmds, select_cmd  # noqa: F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> int:

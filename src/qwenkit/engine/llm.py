@@ -137,7 +137,9 @@ class LLM:
             template=self._template,
         )
 
-    def start_chat(self, messages: Sequence[Any], params: ChatParams | None = None, **kwargs: Any) -> ChatStream:
+    def start_chat(
+        self, messages: Sequence[Any], params: ChatParams | None = None, **kwargs: Any
+    ) -> ChatStream:
         params = params if params is not None else ChatParams.from_kwargs(**kwargs)
         encoded = self.encode(messages, params)
         sampling = self._sampling(params, len(encoded.ids), encoded.thinking)
@@ -189,7 +191,11 @@ class LLM:
     def complete(self, prompt: str, suffix: str | None = None, **params: Any) -> ChatResult:
         """Raw completion; with ``suffix``, Qwen-Coder fill-in-the-middle. Prompt text stays plain text."""
         chat_params = ChatParams.from_kwargs(**params)
-        ids = encode_fim(prompt, suffix, self.tokenizer) if suffix is not None else self.tokenizer.encode_text(prompt)
+        ids = (
+            encode_fim(prompt, suffix, self.tokenizer)
+            if suffix is not None
+            else self.tokenizer.encode_text(prompt)
+        )
         if not ids:
             ids = [next(iter(self.tokenizer.eos_token_ids))]
         sampling = self._sampling(chat_params, len(ids), None)

@@ -18,7 +18,10 @@ QWEN3_NON_THINKING = SamplingDefaults(temperature=0.7, top_p=0.8, top_k=20, min_
 QWEN2_5_INSTRUCT = SamplingDefaults(temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05)
 
 # Qwen's early-stop text for a thinking budget (Qwen3 docs); </think> is added as its token.
-THINKING_EARLY_STOP = "\n\nConsidering the limited time by the user, I have to give the solution based on the thinking directly now.\n"
+THINKING_EARLY_STOP = (
+    "\n\nConsidering the limited time by the user, I have to give the solution based on the thinking "
+    "directly now.\n"
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,131 @@
+"""The interactive chat loop, separate from terminal I/O so that tests can drive it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from qwenkit.chat.events import ContentDelta, ReasoningDelta, ToolCall
+from qwenkit.engine.chat_run import ChatResult
+from qwenkit.engine.llm import LLM
+from qwenkit.engine.params import ChatParams
+from qwenkit.errors import QwenkitError, UsageError
+
+HELP = "commands: /think  /no_think  /reset  /save FILE  /exit   (end a line with \\ to continue it)"
+
+
+@dataclass
+class ChatSession:
+    """A conversation with a loaded model; ``send`` streams one answer to ``console``."""
+
+    llm: LLM
+    system: str | None = None
+    thinking: bool | None = None
+    thinking_budget: int | None = None
+    max_tokens: int | None = None
+    console: Console = field(default_factory=Console)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.messages = [{"role": "system", "content": self.system}] if self.system else []
+
+    def save(self, path: str) -> Path:
+        if not path:
+            raise UsageError("usage: /save FILE")
+        target = Path(path).expanduser()
+        try:
+            target.write_text(json.dumps({"messages": self.messages}, indent=2, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            raise UsageError(f"cannot write {target}: {exc.strerror}") from exc
+        return target
+
+    def send(self, text: str) -> ChatResult:
+        self.messages.append({"role": "user", "content": text})
+        params = ChatParams(
+            enable_thinking=self.thinking, thinking_budget=self.thinking_budget, max_tokens=self.max_tokens
+        )
+        stream = self.llm.start_chat(self.messages, params)
+        try:
+            for event in stream:
+                if isinstance(event, ReasoningDelta):
+                    self.console.print(event.text, style="dim", end="", markup=False, highlight=False)
+                elif isinstance(event, ContentDelta):
+                    self.console.print(event.text, end="", markup=False, highlight=False)
+                elif isinstance(event, ToolCall):
+                    self.console.print(f"\n[tool call] {event.name}({event.arguments})", markup=False)
+        except KeyboardInterrupt:
+            stream.cancel()
+            self.console.print("\n[interrupted]", style="yellow")
+        result = stream.result()
+        self.messages.append(
+            {"role": "assistant", "content": result.content, "reasoning_content": result.reasoning}
+        )
+        self.console.print(
+            f"\n[{result.usage.completion_tokens} tokens, {result.decode_tokens_per_second:.1f} tok/s, "
+            f"first token {result.time_to_first_token * 1000:.0f} ms]",
+            style="dim cyan",
+            markup=False,
+        )
+        return result
+
+
+def _command(session: ChatSession, line: str) -> bool:
+    """Handle a /command; False means: leave the loop."""
+    name, _, arg = line.partition(" ")
+    if name in ("/exit", "/quit", "/bye"):
+        return False
+    if name == "/think":
+        session.thinking = True
+        session.console.print("thinking on", style="dim")
+    elif name == "/no_think":
+        session.thinking = False
+        session.console.print("thinking off", style="dim")
+    elif name == "/reset":
+        session.reset()
+        session.console.print("conversation cleared", style="dim")
+    elif name == "/save":
+        session.console.print(f"saved to {session.save(arg.strip())}", style="dim")
+    else:
+        session.console.print(HELP, style="yellow")
+    return True
+
+
+def read_message(input_fn: Callable[[str], str]) -> str:
+    """One message; a line ending in a backslash continues on the next line."""
+    lines: list[str] = []
+    prompt = ">>> "
+    while True:
+        line = input_fn(prompt)
+        if line.endswith("\\"):
+            lines.append(line[:-1])
+            prompt = "... "
+            continue
+        lines.append(line)
+        return "\n".join(lines)
+
+
+def run_repl(session: ChatSession, input_fn: Callable[[str], str]) -> None:
+    session.console.print(HELP, style="dim")
+    while True:
+        try:
+            text = read_message(input_fn).strip()
+        except EOFError:
+            return
+        if not text:
+            continue
+        try:
+            if text.startswith("/"):
+                if not _command(session, text):
+                    return
+                continue
+            session.send(text)
+        except QwenkitError as exc:
+            session.console.print(f"error: {exc}", style="red", markup=False)
