@@ -63,7 +63,10 @@ def list_models(json_out: bool = typer.Option(False, "--json", help=_JSON_HELP))
     if not entries:
         console.print(f"no local models (HF cache: {hub_cache_dir()}, qwenkit store: {store_root()})")
         return
-    table = Table("model", "source", "size")
+    table = Table()
+    table.add_column("model", overflow="fold")
+    table.add_column("source", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
     table.add_column("path", overflow="fold")
     for entry in entries:
         table.add_row(entry.ref, entry.source, human_bytes(entry.size), str(entry.path))
