@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from qwenkit.errors import QwenkitError
@@ -13,6 +14,9 @@ if TYPE_CHECKING:
     from qwenkit.engine.llm import LLM, load
 
 __version__ = "0.1.0"
+
+# A library logs; the application decides where to (the server configures JSON lines).
+logging.getLogger("qwenkit").addHandler(logging.NullHandler())
 __all__ = ["LLM", "QwenkitError", "__version__", "load"]
 
 

@@ -1,0 +1,137 @@
+"""Shared benchmark helpers: machine description, result files, and raw llama.cpp reference loops.
+
+The reference loops use llama-cpp-python's low-level API directly (no scheduler, no handles, no
+threads): they are what "the same work with nothing of ours around it" costs, so our numbers are
+reported as ratios against them, measured in the same run, interleaved.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+RESULTS = Path(__file__).parent / "results"
+DEFAULT_MODEL = Path(
+    os.environ.get(
+        "QWENKIT_REAL_MODEL", "/root/.cache/qwenkit-test-models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    )
+)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    import llama_cpp
+
+    return {
+        "cpu": cpu_model(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "logical_cores": psutil.cpu_count(),
+        "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "llama_cpp_python": llama_cpp.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    body = {"benchmark": name, "when": _dt.datetime.now(_dt.timezone.utc).isoformat(), **payload}
+    path.write_text(json.dumps(body, indent=2) + "\n")
+    return path
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def filler_text(n_words: int, seed: int = 0) -> str:
+    words = ["alpha", "river", "stone", "cloud", "engine", "matrix", "garden", "signal", "copper", "vector"]
+    rng = np.random.default_rng(seed)
+    return " ".join(words[i] for i in rng.integers(0, len(words), n_words))
+
+
+@dataclass
+class RawLlama:
+    """A bare llama.cpp context: decode loops with nothing else around them."""
+
+    lib: Any
+    model: Any
+    ctx: Any
+    n_vocab: int
+
+    @classmethod
+    def load(cls, path: Path, *, n_ctx: int, n_seq: int, threads: int) -> RawLlama:
+        from qwenkit.engine.llama_lib import llama_lib
+
+        lib = llama_lib()
+        model = lib.llama_model_load_from_file(str(path).encode(), lib.llama_model_default_params())
+        cp = lib.llama_context_default_params()
+        cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = n_ctx, 512, 512, n_seq
+        cp.n_threads = cp.n_threads_batch = threads
+        cp.kv_unified = True
+        cp.no_perf = True
+        ctx = lib.llama_init_from_model(model, cp)
+        n_vocab = lib.llama_vocab_n_tokens(lib.llama_model_get_vocab(model))
+        return cls(lib, model, ctx, n_vocab)
+
+    def _argmax(self, index: int) -> int:
+        row = np.ctypeslib.as_array(self.lib.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
+        return int(np.argmax(row))
+
+    def decode_rate(self, prompts: Sequence[Sequence[int]], n_tokens: int) -> float:
+        """Greedy-decode ``n_tokens`` for every prompt in lockstep; aggregate decode tokens/second
+        (the prefill is not timed, nor is the first token, which comes from the prefill)."""
+        lib = self.lib
+        lib.llama_memory_clear(lib.llama_get_memory(self.ctx), True)
+        total = sum(len(p) for p in prompts)
+        batch = lib.llama_batch_init(max(total, len(prompts)), 0, 1)
+        try:
+            n, last = 0, []
+            for seq, prompt in enumerate(prompts):
+                for pos, tid in enumerate(prompt):
+                    batch.token[n], batch.pos[n], batch.n_seq_id[n] = tid, pos, 1
+                    batch.seq_id[n][0], batch.logits[n] = seq, int(pos == len(prompt) - 1)
+                    n += 1
+                last.append(n - 1)
+            batch.n_tokens = n
+            if lib.llama_decode(self.ctx, batch) != 0:
+                raise RuntimeError("reference prefill failed")
+            tokens = [self._argmax(i) for i in last]
+            start = time.perf_counter()
+            for step in range(n_tokens - 1):
+                for seq, tid in enumerate(tokens):
+                    batch.token[seq], batch.pos[seq], batch.n_seq_id[seq] = tid, len(prompts[seq]) + step, 1
+                    batch.seq_id[seq][0], batch.logits[seq] = seq, 1
+                batch.n_tokens = len(tokens)
+                if lib.llama_decode(self.ctx, batch) != 0:
+                    raise RuntimeError("reference decode failed")
+                tokens = [self._argmax(i) for i in range(len(tokens))]
+            return len(prompts) * (n_tokens - 1) / (time.perf_counter() - start)
+        finally:
+            lib.llama_batch_free(batch)
+
+    def close(self) -> None:
+        self.lib.llama_free(self.ctx)
+        self.lib.llama_model_free(self.model)

@@ -1,0 +1,127 @@
+"""Per-sequence sampling with llama.cpp's native sampler chain, plus numpy logprobs.
+
+Each running sequence owns one chain (its RNG, penalty history and grammar state are its own), so
+sequences decoded in the same batch never influence each other's choices. Plain greedy skips the
+chain entirely: an argmax over the logits row is all it needs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from qwenkit.engine.llama_lib import llama_lib
+from qwenkit.engine.types import SamplingParams
+from qwenkit.errors import UsageError
+
+_U32 = 2**32
+
+
+def logits_row(ctx: Any, index: int, n_vocab: int) -> np.ndarray:
+    """The logits of batch position ``index`` as a numpy view (valid until the next decode)."""
+    ptr = llama_lib().llama_get_logits_ith(ctx, index)
+    return np.ctypeslib.as_array(ptr, shape=(n_vocab,))
+
+
+def token_logprobs(row: np.ndarray, token: int, top: int) -> tuple[float, tuple[tuple[int, float], ...]]:
+    """Log-probability of ``token`` under the model's raw distribution, and the ``top`` best."""
+    shifted = row.astype(np.float64) - float(row.max())
+    logprobs = shifted - np.log(np.exp(shifted).sum())
+    best: tuple[tuple[int, float], ...] = ()
+    if top > 0:
+        idx = np.argpartition(-logprobs, top)[:top]
+        idx = idx[np.argsort(-logprobs[idx], kind="stable")]
+        best = tuple((int(i), float(logprobs[i])) for i in idx)
+    return float(logprobs[token]), best
+
+
+def check_grammar(grammar: str, vocab: Any) -> None:
+    """Raise UsageError now, at submit, if llama.cpp cannot parse this GBNF grammar."""
+    lib = llama_lib()
+    sampler = lib.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+    if not sampler:
+        raise UsageError("the grammar is not valid GBNF (or has no 'root' rule)", param="grammar")
+    lib.llama_sampler_free(sampler)
+
+
+class SequenceSampler:
+    """Chooses one sequence's next token: grammar, penalties, top-k, top-p, min-p, temperature, draw."""
+
+    def __init__(self, params: SamplingParams, vocab: Any, n_vocab: int, history: Sequence[int]) -> None:
+        self._lib = llama_lib()
+        self._n_vocab = n_vocab
+        self._chain: Any = None
+        self._grammar: Any = None
+        penalised = (params.repetition_penalty, params.frequency_penalty, params.presence_penalty) != (
+            1.0,
+            0.0,
+            0.0,
+        )
+        self.fast_greedy = params.greedy and not penalised and params.grammar is None
+        if not self.fast_greedy:
+            self._build(params, vocab, penalised, history)
+
+    def _build(self, params: SamplingParams, vocab: Any, penalised: bool, history: Sequence[int]) -> None:
+        lib = self._lib
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        self._chain = chain
+        if params.grammar is not None:
+            self._grammar = lib.llama_sampler_init_grammar(vocab, params.grammar.encode("utf-8"), b"root")
+            if not self._grammar:
+                self.free()
+                raise UsageError("the grammar is not valid GBNF (or has no 'root' rule)", param="grammar")
+            lib.llama_sampler_chain_add(chain, self._grammar)
+        if penalised:
+            penalties = lib.llama_sampler_init_penalties(
+                self._n_vocab,
+                max(64, len(history) + params.max_tokens),  # the whole sequence: prompt and output
+                params.repetition_penalty,
+                params.frequency_penalty,
+                params.presence_penalty,
+            )
+            for tid in history:  # the prompt counts as already-seen text
+                lib.llama_sampler_accept(penalties, tid)
+            lib.llama_sampler_chain_add(chain, penalties)
+        if params.greedy:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+            return
+        if params.top_k > 0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(params.top_k))
+        if params.top_p < 1.0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(params.top_p, 1))
+        if params.min_p > 0.0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(params.min_p, 1))
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(params.temperature))
+        seed = lib.LLAMA_DEFAULT_SEED if params.seed is None else params.seed % _U32
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed))
+
+    def sample(self, ctx: Any, index: int) -> int:
+        """Pick (and record) the next token from the logits at batch position ``index``."""
+        if self.fast_greedy:
+            return int(np.argmax(logits_row(ctx, index, self._n_vocab)))
+        return int(self._lib.llama_sampler_sample(self._chain, ctx, index))
+
+    def accept_forced(self, token: int) -> bool:
+        """Record an injected token as if sampled; False if the grammar forbids it (nothing recorded)."""
+        if self._chain is None:
+            return True
+        if self._grammar is not None and not self._grammar_allows(token):
+            return False
+        self._lib.llama_sampler_accept(self._chain, token)
+        return True
+
+    def _grammar_allows(self, token: int) -> bool:
+        lib = self._lib
+        data = (lib.llama_token_data * 1)(lib.llama_token_data(token, 0.0, 0.0))
+        arr = lib.llama_token_data_array(data, 1, -1, False)
+        lib.llama_sampler_apply(self._grammar, ctypes.byref(arr))
+        return bool(np.isfinite(data[0].logit))
+
+    def free(self) -> None:
+        if self._chain is not None:
+            self._lib.llama_sampler_free(self._chain)  # frees every sampler added to it
+            self._chain = None
+            self._grammar = None

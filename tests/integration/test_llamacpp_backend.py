@@ -1,0 +1,268 @@
+"""LlamaCppBackend on the real Qwen2.5-Coder-0.5B-Instruct GGUF: correctness under concurrency."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qwenkit.chat import encode_chat
+from qwenkit.engine.handle import QueuedHandle
+from qwenkit.engine.llamacpp import LlamaCppBackend
+from qwenkit.engine.types import Backend, BackendOptions, FinishReason, SamplingParams
+from qwenkit.errors import ContextLengthError, OverloadedError, UsageError
+
+pytestmark = [pytest.mark.realmodel, pytest.mark.slow]
+pytest.importorskip("llama_cpp")
+
+GREEDY = SamplingParams(temperature=0.0, max_tokens=48)
+QUESTIONS = {
+    "What is the capital of France? Answer in one word.": "Paris",
+    "What is the capital of Japan? Answer in one word.": "Tokyo",
+    "What is the capital of Italy? Answer in one word.": "Rome",
+    "What is the capital of Germany? Answer in one word.": "Berlin",
+    "What is the opposite of hot? Answer in one word.": "old",
+    "What color is a clear daytime sky? Answer in one word.": "lue",
+    "What is 3 + 4? Answer with a number.": "7",
+    "Which planet do we live on? Answer in one word.": "Earth",
+}
+SYSTEM = "You are a meticulous assistant. " + " ".join(
+    f"Rule {i}: always answer questions about topic {i} briefly and accurately." for i in range(40)
+)
+
+
+@pytest.fixture(scope="module")
+def backend(real_model_path: Path) -> Iterator[LlamaCppBackend]:
+    b = LlamaCppBackend.load(real_model_path, BackendOptions(context=1024, parallel=8, threads=2))
+    yield b
+    b.close()
+
+
+def chat(backend: LlamaCppBackend, question: str, system: str | None = None) -> list[int]:
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": question}
+    ]
+    return list(encode_chat(messages, backend.tokenizer).ids)
+
+
+def run(backend: LlamaCppBackend, prompt: list[int], params: SamplingParams = GREEDY) -> list[int]:
+    handle = backend.submit(prompt, params)
+    ids = [ev.token_id for ev in handle]
+    assert handle.finish_reason in (FinishReason.STOP, FinishReason.LENGTH)
+    return ids
+
+
+def wait_for(predicate: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.005)
+
+
+def test_is_a_backend_with_the_models_tokenizer(backend: LlamaCppBackend) -> None:
+    assert isinstance(backend, Backend)
+    tok = backend.tokenizer
+    assert tok.special_tokens["<|im_start|>"] == 151644
+    assert {151643, 151645} <= tok.eos_token_ids
+    assert "<|im_start|>" in (tok.chat_template or "")
+    assert 151644 not in tok.encode_text("<|im_start|>user")  # caller text never becomes control tokens
+    text = "def f(x):\n    return x ** 2  # ü 漢字 🙂"
+    assert tok.decode(tok.encode_text(text)) == text
+    assert tok.token_bytes(151645) == b"<|im_end|>"
+
+
+def test_greedy_matches_plain_llama_cpp_python(backend: LlamaCppBackend, real_model_path: Path) -> None:
+    from llama_cpp import Llama
+
+    prompts = [chat(backend, q) for q in ("Write a Python function that adds two numbers.", "What is 2+2?")]
+    prompts.append(chat(backend, "Explain recursion in one sentence.", system="Be terse."))
+    ref = Llama(str(real_model_path), n_ctx=1024, n_threads=2, verbose=False)
+    try:
+        for prompt in prompts:
+            expected: list[int] = []
+            for tid in ref.generate(prompt, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
+                if tid in backend.tokenizer.eos_token_ids or len(expected) == GREEDY.max_tokens:
+                    break
+                expected.append(tid)
+            assert run(backend, prompt) == expected
+    finally:
+        ref.close()
+
+
+def test_eight_concurrent_streams_match_their_solo_runs(backend: LlamaCppBackend) -> None:
+    prompts = {q: chat(backend, q) for q in QUESTIONS}
+    solo = {q: run(backend, p) for q, p in prompts.items()}
+    handles = {q: backend.submit(p, GREEDY) for q, p in prompts.items()}
+    wait_for(lambda: backend.stats().running == 8 or all(h.done for h in handles.values()))
+    together = {q: [ev.token_id for ev in h] for q, h in handles.items()}
+    for question, expected_word in QUESTIONS.items():
+        assert together[question] == solo[question], question
+        assert expected_word in backend.tokenizer.decode(together[question]), question
+        assert handles[question].finish_reason is FinishReason.STOP
+
+
+def test_cancel_frees_the_slot_within_one_step_and_others_continue(backend: LlamaCppBackend) -> None:
+    params = SamplingParams(temperature=0.0, max_tokens=40, ignore_eos=True)
+    handles = [backend.submit(chat(backend, f"Count from {i} to 100."), params) for i in range(3)]
+    victim = handles[1]
+    wait_for(lambda: all(h.timings.completion_tokens >= 3 for h in handles))
+    steps_at_cancel = backend.stats().steps
+    victim.cancel()
+    assert victim.finish_reason is FinishReason.CANCELLED
+    emitted = victim.timings.completion_tokens
+    wait_for(lambda: backend.stats().steps >= steps_at_cancel + 2)  # the first whole step after cancel()
+    assert backend.stats().running == 2  # the other two go on, the victim's slot is free
+    for h in (handles[0], handles[2]):
+        assert len(list(h)) > 0
+        assert h.finish_reason is FinishReason.LENGTH
+        assert h.timings.completion_tokens == 40
+    assert victim.timings.completion_tokens == emitted < 40
+
+
+def test_full_queue_raises_overloaded(real_model_path: Path) -> None:
+    options = BackendOptions(context=256, parallel=1, max_queue=1, threads=2)
+    with LlamaCppBackend.load(real_model_path, options) as small:
+        long = SamplingParams(temperature=0.0, max_tokens=200, ignore_eos=True)
+        prompt = small.tokenizer.encode_text("Once upon a time")
+        running, waiting = small.submit(prompt, long), small.submit(prompt, long)
+        with pytest.raises(OverloadedError):
+            small.submit(prompt, long)
+        waiting.cancel()  # a cancelled waiting request gives its place back
+        third = small.submit(prompt, SamplingParams(temperature=0.0, max_tokens=2))
+        running.cancel()
+        assert len(list(third)) == 2
+
+
+def test_prompt_longer_than_the_context_is_a_usage_error(backend: LlamaCppBackend) -> None:
+    with pytest.raises(ContextLengthError) as info:
+        backend.submit([100] * 1024, GREEDY)
+    assert isinstance(info.value, UsageError)
+    with pytest.raises(UsageError):
+        backend.submit([], GREEDY)
+    with pytest.raises(UsageError):
+        backend.submit([10**9], GREEDY)
+    with pytest.raises(UsageError):
+        backend.submit([100], SamplingParams(grammar="root ::= ("))
+
+
+def test_same_seed_same_output_even_with_company(backend: LlamaCppBackend) -> None:
+    prompt = chat(backend, "Write a short poem about the sea.")
+    params = SamplingParams(temperature=1.0, top_p=0.95, top_k=50, seed=1234, max_tokens=24)
+    first = run(backend, prompt, params)
+    second = run(backend, prompt, params)  # now from the cached prompt prefix
+    other = backend.submit(backend.tokenizer.encode_text("Once"), SamplingParams(max_tokens=200, seed=7))
+    wait_for(lambda: other.timings.completion_tokens > 0)
+    third = run(backend, prompt, params)  # decoded side by side with another stream
+    other.cancel()
+    assert first == second == third
+    others = [run(backend, prompt, SamplingParams(temperature=1.0, seed=s, max_tokens=24)) for s in (1, 2)]
+    assert any(o != first for o in others)
+
+
+def test_stop_tokens_end_the_stream_and_are_never_emitted(backend: LlamaCppBackend) -> None:
+    prompt = chat(backend, "Write a haiku about autumn leaves.")
+    full = run(backend, prompt)
+    assert not set(full) & backend.tokenizer.eos_token_ids
+    stop = full[3]
+    cut = full.index(stop)
+    params = SamplingParams(temperature=0.0, max_tokens=48, stop_token_ids=frozenset({stop}))
+    handle = backend.submit(prompt, params)
+    assert [ev.token_id for ev in handle] == full[:cut]
+    assert handle.finish_reason is FinishReason.STOP
+
+
+def test_max_tokens_ends_with_length(backend: LlamaCppBackend) -> None:
+    handle = backend.submit(chat(backend, "Describe Paris."), SamplingParams(temperature=0.0, max_tokens=5))
+    assert len(list(handle)) == 5
+    assert handle.finish_reason is FinishReason.LENGTH
+    assert handle.timings.completion_tokens == 5
+
+
+def test_prefix_reuse_keeps_output_identical(backend: LlamaCppBackend) -> None:
+    prompt = chat(backend, "What is the capital of Spain?", system=SYSTEM)
+    cold = backend.submit(prompt, GREEDY)
+    cold_ids = [ev.token_id for ev in cold]
+    warm = backend.submit(prompt, GREEDY)
+    assert [ev.token_id for ev in warm] == cold_ids
+    assert warm.timings.cached_prompt_tokens == len(prompt) - 1
+    sibling = chat(backend, "What is the capital of Portugal?", system=SYSTEM)
+    shared = next(i for i, (a, b) in enumerate(zip(prompt, sibling, strict=False)) if a != b)
+    h = backend.submit(sibling, GREEDY)
+    list(h)
+    assert h.timings.cached_prompt_tokens == shared
+
+
+def test_prefix_is_copied_from_a_busy_slot(real_model_path: Path) -> None:
+    options = BackendOptions(context=1024, parallel=2, threads=2)
+    with LlamaCppBackend.load(real_model_path, options) as b:
+        target = chat(b, "What is the capital of Spain?", system=SYSTEM)
+        expected = run(b, target)  # cold
+        busy = chat(b, "Count from 1 to 100.", system=SYSTEM)
+        runner = b.submit(busy, SamplingParams(temperature=0.0, max_tokens=300, ignore_eos=True))
+        wait_for(lambda: runner.timings.completion_tokens >= 1)  # runs in the slot that cached SYSTEM
+        h = b.submit(target, GREEDY)
+        assert [ev.token_id for ev in h] == expected
+        assert h.timings.cached_prompt_tokens >= len(b.tokenizer.encode_text(SYSTEM))
+        assert runner.finish_reason is None  # the donor went on untouched
+        runner.cancel()
+
+
+def test_injected_tokens_are_forced_and_continued_from(backend: LlamaCppBackend) -> None:
+    prompt = chat(backend, "Say something about cats.")
+    forced = backend.tokenizer.encode_text("Dogs are")
+    handle = backend.submit(prompt, SamplingParams(temperature=0.0, max_tokens=12))
+    handle.inject(forced)
+    events = list(handle)
+    assert [ev.token_id for ev in events[: len(forced)]] == forced
+    assert all(ev.forced for ev in events[: len(forced)])
+    assert not any(ev.forced for ev in events[len(forced) :])
+    continued = run(backend, prompt + forced, SamplingParams(temperature=0.0, max_tokens=12 - len(forced)))
+    assert [ev.token_id for ev in events[len(forced) :]] == continued
+    assert handle.timings.completion_tokens == len(events) == 12
+
+
+def test_grammar_constrains_output(backend: LlamaCppBackend) -> None:
+    params = SamplingParams(temperature=0.8, seed=3, max_tokens=10, grammar='root ::= "yes" | "no"')
+    ids = run(backend, chat(backend, "Is the sky green? Answer yes or no."), params)
+    assert backend.tokenizer.decode(ids) in {"yes", "no"}
+
+
+def test_logprobs_describe_the_greedy_choice(backend: LlamaCppBackend) -> None:
+    params = SamplingParams(temperature=0.0, max_tokens=4, logprobs=True, top_logprobs=3)
+    handle = backend.submit(chat(backend, "Name a fruit."), params)
+    for ev in handle:
+        assert ev.logprob is not None and ev.logprob <= 0.0
+        assert len(ev.top_logprobs) == 3
+        assert ev.top_logprobs[0][0] == ev.token_id
+        assert ev.top_logprobs[0][1] == pytest.approx(ev.logprob)
+        assert ev.top_logprobs[0][1] >= ev.top_logprobs[1][1] >= ev.top_logprobs[2][1]
+
+
+def test_async_consumers_run_side_by_side(backend: LlamaCppBackend) -> None:
+    import asyncio
+
+    prompts = [chat(backend, q) for q in list(QUESTIONS)[:3]]
+    expected = [run(backend, p) for p in prompts]
+
+    async def consume(handle: QueuedHandle) -> list[int]:
+        return [ev.token_id async for ev in handle]
+
+    async def main() -> list[list[int]]:
+        return await asyncio.gather(*(consume(backend.submit(p, GREEDY)) for p in prompts))
+
+    assert asyncio.run(main()) == expected
+
+
+def test_closed_backend_rejects_work(real_model_path: Path) -> None:
+    b = LlamaCppBackend.load(real_model_path, BackendOptions(context=256, parallel=1, threads=2))
+    pending = b.submit(b.tokenizer.encode_text("Hello"), SamplingParams(max_tokens=200, ignore_eos=True))
+    b.close()
+    b.close()
+    assert pending.finish_reason in (FinishReason.CANCELLED, FinishReason.LENGTH)
+    with pytest.raises(UsageError):
+        b.submit([1, 2], GREEDY)
+    with pytest.raises(UsageError):
+        b.tokenizer.encode_text("x")
