@@ -53,7 +53,7 @@ class ScriptedHandle:
             token, forced = self._injected.popleft(), True
             self.forced_positions.append(len(self.emitted))
         else:
-            in_answer = self.think_close in self.emitted
+            in_answer = self.think_close in self.emitted or not self.reasoning
             source = self.answer if in_answer else self.reasoning
             position = self._answer_pos if in_answer else self._reasoning_pos
             if position >= len(source):

@@ -151,3 +151,11 @@ def test_unknown_option_is_rejected() -> None:
     llm, _ = make_llm()
     with pytest.raises(UsageError, match="temprature"):
         llm.chat(USER, temprature=0.5)
+
+
+def test_budget_on_a_model_without_thinking_is_ignored_with_a_warning() -> None:
+    llm, backend = make_llm(reasoning="", answer="Plain answer.", template="qwen2.5")
+    result = llm.chat(USER, thinking_budget=5)
+    assert result.content == "Plain answer."
+    assert any("ignored" in w for w in result.warnings)
+    assert backend.handles[-1].forced_positions == []

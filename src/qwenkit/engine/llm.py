@@ -148,6 +148,10 @@ class LLM:
             budget=params.thinking_budget,
             loop_guard=params.thinking_loop_guard,
         )
+        warnings = tuple(encoded.warnings)
+        wants_control = params.thinking_budget or params.thinking_loop_guard
+        if wants_control and not thinking.early_stop_ids:
+            warnings += ("thinking_budget and thinking_loop_guard are ignored: this prompt does not think",)
         run = ChatRun(
             self.tokenizer,
             prompt_tokens=len(encoded.ids),
@@ -156,7 +160,7 @@ class LLM:
             stops=params.stop,
             thinking=thinking,
             want_logprobs=params.logprobs,
-            warnings=tuple(encoded.warnings),
+            warnings=warnings,
         )
         return ChatStream(self.backend.submit(encoded.ids, sampling), run)
 
