@@ -56,7 +56,9 @@ class SamplingParams:
         if not isinstance(self.top_k, int) or self.top_k < 0:
             raise UsageError(f"top_k must be a non-negative integer, got {self.top_k!r}", param="top_k")
         if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
-            raise UsageError(f"max_tokens must be a positive integer, got {self.max_tokens!r}", param="max_tokens")
+            raise UsageError(
+                f"max_tokens must be a positive integer, got {self.max_tokens!r}", param="max_tokens"
+            )
         if not 0 <= self.top_logprobs <= 20:
             raise UsageError("top_logprobs must be in [0, 20]", param="top_logprobs")
 
