@@ -7,7 +7,7 @@ EXTRAS := dev,llama,hf,serve
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install test lint typecheck pytest serve bench clean
+.PHONY: install browser test lint typecheck pytest serve bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,7 +26,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install
+# The playground's browser tests drive Debian's chromium through Playwright (no browser download).
+browser:
+	sh scripts/ensure-browser.sh
+
+pytest: install browser
 	$(BIN)/python -m pytest -q
 
 test: lint typecheck pytest
