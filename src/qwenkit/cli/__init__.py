@@ -11,7 +11,14 @@ import sys
 from qwenkit.cli.app import app, run_app
 
 # Importing a module registers its commands on ``app``.
-from qwenkit.cli import catalog_cmds, model_cmds, run_cmds, select_cmd  # noqa: F401  isort: skip
+from qwenkit.cli import (  # noqa: F401  isort: skip
+    catalog_cmds,
+    select_cmd,
+    model_cmds,
+    run_cmds,
+    serve_cmd,
+    bench_cmds,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

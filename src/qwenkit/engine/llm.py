@@ -100,6 +100,11 @@ class LLM:
     def context_length(self) -> int:
         return self.backend.context_length
 
+    @property
+    def template(self) -> str | None:
+        """The chat template this model was loaded with (None: the model's own)."""
+        return self._template
+
     # ----- preparing a request --------------------------------------------------------------
 
     def _defaults(self, thinking: bool | None) -> SamplingDefaults:
@@ -192,26 +197,31 @@ class LLM:
         streams = [self.start_chat(c, **params) for c in conversations]
         return [s.result() for s in streams]
 
-    def complete(self, prompt: str, suffix: str | None = None, **params: Any) -> ChatResult:
-        """Raw completion; with ``suffix``, Qwen-Coder fill-in-the-middle. Prompt text stays plain text."""
-        chat_params = ChatParams.from_kwargs(**params)
-        ids = (
-            encode_fim(prompt, suffix, self.tokenizer)
-            if suffix is not None
-            else self.tokenizer.encode_text(prompt)
-        )
+    def start_complete(
+        self, prompt: str, suffix: str | None = None, params: ChatParams | None = None, **kwargs: Any
+    ) -> ChatStream:
+        """Raw completion as a stream; with ``suffix``, Qwen-Coder fill-in-the-middle.
+
+        Prompt text stays plain text: special-token look-alikes in it are never control tokens.
+        """
+        params = params if params is not None else ChatParams.from_kwargs(**kwargs)
+        tok = self.tokenizer
+        ids = encode_fim(prompt, suffix, tok) if suffix is not None else tok.encode_text(prompt)
         if not ids:
-            ids = [next(iter(self.tokenizer.eos_token_ids))]
-        sampling = self._sampling(chat_params, len(ids), None)
+            ids = [min(tok.eos_token_ids)]  # an empty prompt: start from end-of-text, as a new document
+        sampling = self._sampling(params, len(ids), None)
         run = ChatRun(
-            self.tokenizer,
+            tok,
             prompt_tokens=len(ids),
             starts_in_reasoning=False,
             parse_tools=False,
-            stops=chat_params.stop,
-            want_logprobs=chat_params.logprobs,
+            stops=params.stop,
+            want_logprobs=params.logprobs,
         )
-        return ChatStream(self.backend.submit(ids, sampling), run).result()
+        return ChatStream(self.backend.submit(ids, sampling), run)
+
+    def complete(self, prompt: str, suffix: str | None = None, **params: Any) -> ChatResult:
+        return self.start_complete(prompt, suffix, **params).result()
 
     def close(self) -> None:
         self.backend.close()

@@ -1,0 +1,173 @@
+"""The FastAPI app factory. All state lives on ``app.state``; the lifespan loads (and later closes) the model.
+
+``create_app(settings, llm=None)``: with ``llm`` given (tests, embedding) that model is served and left
+open on shutdown; without, the lifespan loads ``settings.model`` and closes it on the way out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
+
+import anyio
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from qwenkit.engine.llm import LLM
+from qwenkit.server import serving_chat, serving_completions, serving_tokens
+from qwenkit.server.admission import build_gate, metrics_response
+from qwenkit.server.auth import PUBLIC_PATHS, ApiKeyMiddleware, load_api_keys
+from qwenkit.server.errors import install_error_handlers
+from qwenkit.server.logs import configure_logging
+from qwenkit.server.middleware import BodyGuardMiddleware, RequestContextMiddleware
+from qwenkit.server.playground import mount_playground
+from qwenkit.server.protocol_common import ErrorResponse, HealthResponse, ModelCard, ModelList
+from qwenkit.server.serving_common import check_model, server_state
+from qwenkit.server.settings import ServerSettings
+from qwenkit.server.state import ServerState, model_identity
+
+log = logging.getLogger("qwenkit.server")
+
+
+def load_model(settings: ServerSettings) -> LLM:
+    from qwenkit.engine.llm import load
+
+    return load(
+        settings.model,
+        backend=settings.backend,
+        context=settings.context,
+        parallel=settings.parallel,
+        threads=settings.threads,
+        progress=False,
+    )
+
+
+def _lifespan(settings: ServerSettings, given: LLM | None) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        llm = given if given is not None else await anyio.to_thread.run_sync(load_model, settings)
+        gate = build_gate(settings, app.state)
+        identity = model_identity(llm, settings.model, settings.served_model_name)
+        app.state.server = ServerState(settings=settings, llm=llm, identity=identity, gate=gate)
+        log.info("model ready", extra={"model": identity.id, "backend": llm.backend.name})
+        try:
+            yield
+        finally:
+            app.state.draining = True
+            app.state.server = None
+            if given is None:
+                llm.close()
+            log.info("server stopped")
+
+    return lifespan
+
+
+def _add_probes(app: FastAPI) -> None:
+    @app.get("/health", response_model=HealthResponse)
+    async def health() -> HealthResponse:
+        return HealthResponse(status="ok")
+
+    @app.get("/ready", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+    async def ready(request: Request) -> Any:
+        loaded = getattr(request.app.state, "server", None) is not None
+        if loaded and not request.app.state.draining:
+            return HealthResponse(status="ready")
+        status = "draining" if request.app.state.draining else "loading"
+        return JSONResponse(status_code=503, content={"status": status}, headers={"Retry-After": "5"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        response: Response = metrics_response(request.app.state, request.headers.get("accept"))
+        return response
+
+    @app.get("/v1/models", response_model=ModelList, responses={401: {"model": ErrorResponse}})
+    async def models(request: Request) -> ModelList:
+        state = server_state(request)
+        return ModelList(data=[state.model_card()])
+
+    @app.get(
+        "/v1/models/{model_id:path}", response_model=ModelCard, responses={404: {"model": ErrorResponse}}
+    )
+    async def model(model_id: str, request: Request) -> ModelCard:
+        state = server_state(request)
+        check_model(state, model_id)
+        return state.model_card()
+
+
+def create_app(settings: ServerSettings | None = None, llm: LLM | None = None) -> FastAPI:
+    """A ready-to-run ASGI app serving one model with OpenAI's API."""
+    settings = settings if settings is not None else ServerSettings()
+    app = FastAPI(
+        title="qwenkit",
+        summary="OpenAI-compatible API for Qwen models",
+        version="0.1.0",
+        lifespan=_lifespan(settings, llm),
+    )
+    app.state.settings = settings
+    app.state.draining = False
+    app.state.server = None
+    install_error_handlers(app)
+    _add_probes(app)
+    for module in (serving_chat, serving_completions, serving_tokens):
+        app.include_router(module.router)
+    playground = mount_playground(app)
+    keyring = load_api_keys(settings.api_keys, None, settings.api_keys_file)
+    app.state.keyring = keyring
+    # Added last = outermost: context (id, drain, access log) -> API key -> body guard -> routes.
+    app.add_middleware(BodyGuardMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiKeyMiddleware, keyring=keyring, public_paths=PUBLIC_PATHS | {"/ready"} | playground)
+    app.add_middleware(RequestContextMiddleware, state=app.state)
+    return app
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's graceful shutdown, plus: the app answers 503 from the first signal on, and a handled
+    SIGTERM/SIGINT ends the process normally (exit 0) instead of being re-raised after the drain."""
+
+    def __init__(self, config: uvicorn.Config, app_state: Any) -> None:
+        super().__init__(config)
+        self._app_state = app_state
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._app_state.draining = True
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+
+def run_server(settings: ServerSettings) -> None:
+    """Load the model (a clean CLI error if that fails), then serve until SIGTERM/SIGINT and drain."""
+    configure_logging(settings.log_level)
+    llm = load_model(settings)
+    try:
+        app = create_app(settings, llm)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=math.ceil(settings.drain_timeout),
+            lifespan="on",
+        )
+        DrainingServer(config, app.state).run()
+    finally:
+        llm.close()

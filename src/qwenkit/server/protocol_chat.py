@@ -1,0 +1,181 @@
+"""/v1/chat/completions request and response models, in OpenAI's shapes (plus vLLM's extensions).
+
+Types are strict (``"0.5"`` is not a number, ``1`` is not a boolean), ranges are checked here, and
+messages stay JSON objects: ``qwenkit.chat.messages`` validates them and names the bad field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from qwenkit.engine.stops import MAX_STOP_LENGTH, MAX_STOP_STRINGS
+from qwenkit.server.protocol_common import (
+    MAX_N,
+    ChoiceLogprobs,
+    Response,
+    StreamOptions,
+    StrictRequest,
+    UsageInfo,
+)
+
+MAX_MESSAGES = 4096
+MAX_TOOLS = 128
+Seed = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
+StopText = Annotated[str, Field(min_length=1, max_length=MAX_STOP_LENGTH)]
+StopList = Annotated[list[StopText], Field(max_length=MAX_STOP_STRINGS)]
+FunctionName = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class FunctionDef(StrictRequest):
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolDef(StrictRequest):
+    type: Literal["function"] = "function"
+    function: FunctionDef
+
+
+class NamedFunction(StrictRequest):
+    name: FunctionName
+
+
+class NamedToolChoice(StrictRequest):
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
+class TextFormat(StrictRequest):
+    type: Literal["text"]
+
+
+class JSONObjectFormat(StrictRequest):
+    type: Literal["json_object"]
+
+
+class JSONSchemaSpec(StrictRequest):
+    name: str = Field(default="response", max_length=256)
+    description: str | None = None
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class JSONSchemaFormat(StrictRequest):
+    type: Literal["json_schema"]
+    json_schema: JSONSchemaSpec
+
+
+ResponseFormat = Annotated[TextFormat | JSONObjectFormat | JSONSchemaFormat, Field(discriminator="type")]
+
+
+class SamplingFields(StrictRequest):
+    """Sampling fields shared by chat and text completions."""
+
+    model: str | None = Field(default=None, max_length=1024)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=-1, le=1_000_000)  # -1: off (vLLM's convention)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    repetition_penalty: float | None = Field(default=None, ge=0.01, le=10.0)
+    n: int = Field(default=1, ge=1, le=MAX_N)
+    seed: Seed | None = None
+    stop: StopText | StopList | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = Field(default=None, max_length=256)
+    chat_template: Any = Field(
+        default=None, description="Refused: chat templates are not taken from requests."
+    )
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_MESSAGES)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    tools: list[ToolDef] | None = Field(default=None, max_length=MAX_TOOLS)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    enable_thinking: bool | None = None
+    thinking_budget: int | None = Field(default=None, ge=0)
+
+
+class FunctionCall(Response):
+    name: str
+    arguments: str
+
+
+class ToolCallOut(Response):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ChatMessageOut(Response):
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None  # alias of reasoning_content, for clients that read this name
+    tool_calls: list[ToolCallOut] | None = None
+
+
+class ChatChoice(Response):
+    index: int
+    message: ChatMessageOut
+    finish_reason: str
+    logprobs: ChoiceLogprobs | None = None
+
+
+class ChatCompletion(Response):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: UsageInfo
+    system_fingerprint: str | None = None
+
+
+class FunctionCallDelta(Response):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(Response):
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta | None = None
+
+
+class ChatDelta(Response):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+
+
+class ChatChunkChoice(Response):
+    index: int
+    delta: ChatDelta
+    finish_reason: str | None = None
+    logprobs: ChoiceLogprobs | None = None
+
+
+class ChatCompletionChunk(Response):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: UsageInfo | None = None

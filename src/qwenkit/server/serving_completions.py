@@ -1,0 +1,166 @@
+"""POST /v1/completions: raw text completion; with ``suffix``, Qwen-Coder fill-in-the-middle.
+
+Prompt text is always encoded as plain text (``encode_text``/``encode_fim``): special-token strings
+inside a prompt stay text, so a completion request cannot forge chat or FIM markup either.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from qwenkit.chat.events import ContentDelta, Done, ReasoningDelta
+from qwenkit.engine.chat_run import ChatResult, TokenLogprob
+from qwenkit.engine.llm import LLM, ChatStream
+from qwenkit.engine.params import ChatParams
+from qwenkit.errors import QwenkitError
+from qwenkit.server.errors import error_body
+from qwenkit.server.protocol_common import UsageInfo
+from qwenkit.server.protocol_completions import (
+    Completion,
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+)
+from qwenkit.server.serving_chat import ERRORS
+from qwenkit.server.serving_common import (
+    GuardedStream,
+    RequestRun,
+    check_model,
+    choice_seed,
+    completion_id,
+    now,
+    refuse_template,
+    sampling_kwargs,
+    server_state,
+    usage_info,
+)
+from qwenkit.server.sse import DONE, sse_data
+
+router = APIRouter()
+
+
+def start_completion(llm: LLM, prompt: str, suffix: str | None, params: ChatParams) -> ChatStream:
+    """``LLM.complete`` as a stream, so the server can drive, time out and cancel it."""
+    return llm.start_complete(prompt, suffix, params)
+
+
+def _logprobs(entries: tuple[TokenLogprob, ...] | None, offset: int) -> CompletionLogprobs | None:
+    if entries is None:
+        return None
+    offsets, pos = [], offset
+    for e in entries:
+        offsets.append(pos)
+        pos += len(e.token)
+    return CompletionLogprobs(
+        tokens=[e.token for e in entries],
+        token_logprobs=[e.logprob for e in entries],
+        top_logprobs=[dict(e.top) for e in entries],
+        text_offset=offsets,
+    )
+
+
+def _text(result: ChatResult) -> str:
+    return result.reasoning + result.content  # raw completion: everything the model wrote
+
+
+def _completion(
+    cid: str, model: str, results: list[ChatResult], prompts: list[str], req: CompletionRequest
+) -> Completion:
+    choices = []
+    for i, result in enumerate(results):
+        prefix = prompts[i // req.n] if req.echo else ""
+        text = prefix + _text(result)
+        lp = _logprobs(result.logprobs, len(prefix))
+        choices.append(CompletionChoice(index=i, text=text, finish_reason=result.finish_reason, logprobs=lp))
+    return Completion(
+        id=cid, created=now(), model=model, choices=choices, usage=completion_usage(results, req.n)
+    )
+
+
+def completion_usage(results: list[ChatResult], n: int) -> UsageInfo:
+    """Every prompt counts once, however many choices it has."""
+    usage = usage_info(results)
+    usage.prompt_tokens = sum(r.usage.prompt_tokens for r in results[::n])
+    usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+    return usage
+
+
+def _chunk(cid: str, created: int, model: str, index: int, text: str, finish: str | None = None) -> str:
+    body = Completion(
+        id=cid,
+        created=created,
+        model=model,
+        choices=[CompletionChoice(index=index, text=text, finish_reason=finish)],
+    )
+    return sse_data(body.model_dump_json(exclude_none=True))
+
+
+async def _stream_body(
+    run: RequestRun, cid: str, model: str, req: CompletionRequest, prompts: list[str]
+) -> AsyncIterator[str]:
+    created = now()
+    try:
+        if req.echo:
+            for i in range(len(run.streams)):
+                yield _chunk(cid, created, model, i, prompts[i // req.n])
+        async for index, event in run.events():
+            if isinstance(event, (ContentDelta, ReasoningDelta)) and event.text:
+                yield _chunk(cid, created, model, index, event.text)
+            elif isinstance(event, Done):
+                yield _chunk(cid, created, model, index, "", event.finish_reason)
+        results = await run.finish_results()
+        if req.stream_options is not None and req.stream_options.include_usage:
+            usage = Completion(
+                id=cid, created=created, model=model, choices=[], usage=completion_usage(results, req.n)
+            )
+            yield sse_data(usage.model_dump_json(exclude_none=True))
+        yield DONE
+    except QwenkitError as exc:
+        yield sse_data(json.dumps(exc.to_openai()))
+        yield DONE
+    except Exception:
+        run.state.log_fault(run.request)
+        yield sse_data(
+            json.dumps(error_body("internal server error", "server_error", None, "internal_error"))
+        )
+        yield DONE
+    finally:
+        run.close()
+
+
+@router.post(
+    "/v1/completions",
+    response_model=Completion,
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
+)
+async def create_completion(body: CompletionRequest, request: Request) -> Any:
+    state = server_state(request)
+    refuse_template(body)
+    model = check_model(state, body.model)
+    prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
+    want_lp = body.logprobs is not None
+    params = ChatParams(
+        **sampling_kwargs(body, body.max_tokens), logprobs=want_lp, top_logprobs=body.logprobs or 0
+    )
+    prompt_tokens = sum(len(state.llm.tokenizer.encode_text(p)) for p in prompts)
+    room = max(0, state.llm.context_length - prompt_tokens)
+    ticket = await state.admit(
+        request, prompt_tokens, len(prompts) * body.n * min(room, body.max_tokens or room)
+    )
+    run = RequestRun(request, state, ticket, "completions")
+    run.prompt_text = "\n".join(prompts) + ("" if body.suffix is None else f"\n[suffix]{body.suffix}")
+
+    def make(i: int) -> ChatStream:
+        seeded = dataclasses.replace(params, seed=choice_seed(body.seed, i % body.n))
+        return start_completion(state.llm, prompts[i // body.n], body.suffix, seeded)
+
+    run.start(make, len(prompts) * body.n)
+    cid = completion_id("cmpl")
+    if body.stream:
+        return GuardedStream(_stream_body(run, cid, model, body, prompts), run.close)
+    return _completion(cid, model, await run.collect(), prompts, body)

@@ -1,0 +1,65 @@
+"""POST /tokenize and /detokenize in vLLM's shapes.
+
+/tokenize with ``messages`` goes through the same injection-safe ``encode_chat`` as generation, so the
+count it reports is the count a chat request would use; with ``prompt`` it is plain text encoding.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from qwenkit.chat.encode import encode_chat
+from qwenkit.chat.tokenizer import Tokenizer
+from qwenkit.errors import UsageError
+from qwenkit.server.protocol_common import (
+    DetokenizeRequest,
+    DetokenizeResponse,
+    TokenizeRequest,
+    TokenizeResponse,
+)
+from qwenkit.server.serving_chat import ERRORS
+from qwenkit.server.serving_common import check_model, server_state
+
+router = APIRouter()
+
+
+def _token_strs(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
+    return [tokenizer.token_bytes(t).decode("utf-8", errors="replace") for t in ids]
+
+
+@router.post("/tokenize", response_model=TokenizeResponse, responses=ERRORS)
+async def tokenize(body: TokenizeRequest, request: Request) -> TokenizeResponse:
+    state = server_state(request)
+    check_model(state, body.model)
+    llm = state.llm
+    if (body.prompt is None) == (body.messages is None):
+        raise UsageError("give exactly one of 'prompt' or 'messages'", param="prompt")
+    if body.messages is not None:
+        encoded = encode_chat(
+            body.messages,
+            llm.tokenizer,
+            tools=body.tools,
+            enable_thinking=body.enable_thinking,
+            add_generation_prompt=body.add_generation_prompt,
+            template=llm.template,  # the template the model was loaded with
+        )
+        ids = list(encoded.ids)
+    else:
+        ids = llm.tokenizer.encode_text(body.prompt or "")
+    strs = _token_strs(llm.tokenizer, ids) if body.return_token_strs else None
+    return TokenizeResponse(count=len(ids), max_model_len=llm.context_length, tokens=ids, token_strs=strs)
+
+
+@router.post("/detokenize", response_model=DetokenizeResponse, responses=ERRORS)
+async def detokenize(body: DetokenizeRequest, request: Request) -> DetokenizeResponse:
+    state = server_state(request)
+    check_model(state, body.model)
+    tokenizer = state.llm.tokenizer
+    size = tokenizer.vocab_size
+    bad = next((i for i, t in enumerate(body.tokens) if not 0 <= t < size), None)
+    if bad is not None:
+        raise UsageError(
+            f"tokens[{bad}] = {body.tokens[bad]} is not a token id (the vocabulary has {size})",
+            param=f"tokens[{bad}]",
+        )
+    return DetokenizeResponse(prompt=tokenizer.decode(body.tokens))

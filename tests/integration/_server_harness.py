@@ -1,0 +1,57 @@
+"""Run a qwenkit app under real uvicorn on a free loopback port, in a background thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+from qwenkit.engine.llm import LLM
+from qwenkit.server.app import create_app
+from qwenkit.server.settings import ServerSettings
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(self, app: Any, port: int) -> None:
+        self.app = app
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@contextmanager
+def live_server(llm: LLM, **settings: Any) -> Iterator[LiveServer]:
+    """``create_app`` over an already loaded model, served until the block ends."""
+    port = free_port()
+    app = create_app(ServerSettings(port=port, **settings), llm)
+    server = LiveServer(app, port)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
