@@ -90,6 +90,9 @@ class SamplingFields(StrictRequest):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=256)
+    ignore_eos: bool = Field(
+        default=False, description="Keep generating past end-of-text (vLLM's extension; for benchmarks)."
+    )
     chat_template: Any = Field(
         default=None, description="Refused: chat templates are not taken from requests."
     )

@@ -77,6 +77,7 @@ def sampling_kwargs(req: SamplingFields, max_tokens: int | None) -> dict[str, An
         "repetition_penalty": req.repetition_penalty,
         "max_tokens": max_tokens,
         "stop": stop_strings(req.stop),
+        "ignore_eos": req.ignore_eos,
     }
 
 
