@@ -15,7 +15,9 @@ from rich.console import Console
 QWENKIT = [sys.executable, "-m", "qwenkit"]
 
 
-def qwenkit(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def qwenkit(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*QWENKIT, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
     )
@@ -24,7 +26,9 @@ def qwenkit(*args: str, timeout: float = 600, env: dict[str, str] | None = None)
 @pytest.mark.realmodel
 @pytest.mark.slow
 def test_run_writes_a_working_add_function(real_model_path: Path, tmp_path: Path) -> None:
-    proc = qwenkit("run", "qwen2.5-coder-0.5b-instruct", "Write a Python function add(a, b) that returns their sum.")
+    proc = qwenkit(
+        "run", "qwen2.5-coder-0.5b-instruct", "Write a Python function add(a, b) that returns their sum."
+    )
     assert proc.returncode == 0, proc.stderr
     blocks = re.findall(r"```(?:python)?\n(.*?)```", proc.stdout, flags=re.S)
     assert blocks, proc.stdout
@@ -64,7 +68,9 @@ def test_chat_session_commands(tiny_qwen3_dir: Path, tmp_path: Path) -> None:
     from qwenkit.cli.chat_session import ChatSession, run_repl
     from qwenkit.engine.llm import load
 
-    lines = iter(["hello \\", "there", "/no_think", "again", f"/save {tmp_path / 'c.json'}", "/reset", "/exit"])
+    lines = iter(
+        ["hello \\", "there", "/no_think", "again", f"/save {tmp_path / 'c.json'}", "/reset", "/exit"]
+    )
     console = Console(file=open(os.devnull, "w"), width=100)  # noqa: SIM115
     with load(str(tiny_qwen3_dir), backend="transformers", context=256, parallel=1, progress=False) as llm:
         session = ChatSession(llm, max_tokens=4, console=console)

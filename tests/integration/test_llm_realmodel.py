@@ -57,8 +57,9 @@ def test_eight_concurrent_streams_are_independent(llm: LLM) -> None:
 def test_cancelling_one_stream_frees_its_slot_while_others_go_on(llm: LLM) -> None:
     backend = llm.backend
     streams = [
-        llm.start_chat([{"role": "user", "content": f"Count slowly from {n} to 300."}], temperature=0.0,
-                       max_tokens=120)
+        llm.start_chat(
+            [{"role": "user", "content": f"Count slowly from {n} to 300."}], temperature=0.0, max_tokens=120
+        )
         for n in range(4)
     ]
     iterators = [iter(s) for s in streams]

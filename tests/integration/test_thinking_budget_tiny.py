@@ -24,12 +24,27 @@ pytest.importorskip("transformers")
 
 @pytest.mark.parametrize("budget", [8, 20])
 def test_budget_forces_the_early_stop_and_the_answer_goes_on(tiny_qwen3_dir: Path, budget: int) -> None:
-    with load(str(tiny_qwen3_dir), backend="transformers", context=512, parallel=1, progress=False,
-              template=OPEN_THINK_TEMPLATE) as llm:
+    with load(
+        str(tiny_qwen3_dir),
+        backend="transformers",
+        context=512,
+        parallel=1,
+        progress=False,
+        template=OPEN_THINK_TEMPLATE,
+    ) as llm:
         tok = llm.tokenizer
-        forced = [*tok.encode_text(THINKING_EARLY_STOP), tok.special_tokens["</think>"], *tok.encode_text("\n\n")]
-        stream = llm.start_chat(USER, thinking_budget=budget, max_tokens=budget + len(forced) + 12,
-                                temperature=0.0, ignore_eos=True)
+        forced = [
+            *tok.encode_text(THINKING_EARLY_STOP),
+            tok.special_tokens["</think>"],
+            *tok.encode_text("\n\n"),
+        ]
+        stream = llm.start_chat(
+            USER,
+            thinking_budget=budget,
+            max_tokens=budget + len(forced) + 12,
+            temperature=0.0,
+            ignore_eos=True,
+        )
         events = list(stream)
         result = stream.result()
     assert result.thinking_stopped_early == "budget"
@@ -42,8 +57,14 @@ def test_budget_forces_the_early_stop_and_the_answer_goes_on(tiny_qwen3_dir: Pat
 
 
 def test_without_budget_random_reasoning_runs_to_max_tokens(tiny_qwen3_dir: Path) -> None:
-    with load(str(tiny_qwen3_dir), backend="transformers", context=512, parallel=1, progress=False,
-              template=OPEN_THINK_TEMPLATE) as llm:
+    with load(
+        str(tiny_qwen3_dir),
+        backend="transformers",
+        context=512,
+        parallel=1,
+        progress=False,
+        template=OPEN_THINK_TEMPLATE,
+    ) as llm:
         result = llm.chat(USER, max_tokens=24, temperature=0.0, ignore_eos=True)
     assert result.thinking_stopped_early is None
     assert result.content == ""
