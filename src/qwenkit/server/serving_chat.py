@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,8 +11,7 @@ from fastapi import APIRouter, Request
 from qwenkit.chat.events import ContentDelta, Done, Event, ReasoningDelta, ToolCall
 from qwenkit.engine.chat_run import ChatResult
 from qwenkit.engine.params import ChatParams
-from qwenkit.errors import QwenkitError, UsageError
-from qwenkit.server.errors import error_body
+from qwenkit.errors import UsageError
 from qwenkit.server.logs import messages_text
 from qwenkit.server.protocol_chat import (
     ChatChoice,
@@ -36,6 +34,7 @@ from qwenkit.server.serving_common import (
     check_model,
     choice_seed,
     completion_id,
+    errors_as_events,
     now,
     refuse_template,
     sampling_kwargs,
@@ -144,35 +143,23 @@ class ChunkWriter:
 async def _stream_body(
     run: RequestRun, writer: ChunkWriter, req: ChatCompletionRequest
 ) -> AsyncIterator[str]:
-    try:
-        for i in range(len(run.streams)):
-            yield writer.delta(i, ChatDelta(role="assistant", content=""))
-        finishes: dict[int, str] = {}
-        async for index, event in run.events():
-            if isinstance(event, Done):
-                finishes[index] = event.finish_reason
-                continue
-            delta = event_delta(event)
-            if delta is not None:
-                yield writer.delta(index, delta)
-        results = await run.finish_results()
-        for i, result in enumerate(results):
-            logprobs = chat_logprobs(result.logprobs)
-            yield writer.delta(i, ChatDelta(), finishes.get(i, result.finish_reason), logprobs)
-        if req.stream_options is not None and req.stream_options.include_usage:
-            yield writer.chunk([], usage_info(results))
-        yield DONE
-    except QwenkitError as exc:  # headers are sent: the error travels as an SSE event
-        yield sse_data(json.dumps(exc.to_openai()))
-        yield DONE
-    except Exception:
-        run.state.log_fault(run.request)
-        yield sse_data(
-            json.dumps(error_body("internal server error", "server_error", None, "internal_error"))
-        )
-        yield DONE
-    finally:
-        run.close()
+    for i in range(len(run.streams)):
+        yield writer.delta(i, ChatDelta(role="assistant", content=""))
+    finishes: dict[int, str] = {}
+    async for index, event in run.events():
+        if isinstance(event, Done):
+            finishes[index] = event.finish_reason
+            continue
+        delta = event_delta(event)
+        if delta is not None:
+            yield writer.delta(index, delta)
+    results = await run.finish_results()
+    for i, result in enumerate(results):
+        logprobs = chat_logprobs(result.logprobs)
+        yield writer.delta(i, ChatDelta(), finishes.get(i, result.finish_reason), logprobs)
+    if req.stream_options is not None and req.stream_options.include_usage:
+        yield writer.chunk([], usage_info(results))
+    yield DONE
 
 
 @router.post(
@@ -199,5 +186,6 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     run.start(make, body.n)
     cid = completion_id("chatcmpl")
     if body.stream:
-        return GuardedStream(_stream_body(run, ChunkWriter(cid, model), body), run.close)
+        events = _stream_body(run, ChunkWriter(cid, model), body)
+        return GuardedStream(errors_as_events(run, events), run.close)
     return chat_completion(cid, model, await run.collect())

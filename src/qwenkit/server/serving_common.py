@@ -3,6 +3,7 @@ logprobs, and ``RequestRun``: one request's generations, admitted, driven, and a
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -16,8 +17,9 @@ from qwenkit.chat.events import Event
 from qwenkit.engine.chat_run import ChatResult, TokenLogprob
 from qwenkit.engine.llm import LLM, ChatStream
 from qwenkit.engine.params import stop_strings
-from qwenkit.errors import ModelNotFoundError, OverloadedError, UsageError
+from qwenkit.errors import ModelNotFoundError, OverloadedError, QwenkitError, UsageError
 from qwenkit.server.auth import key_name_of
+from qwenkit.server.errors import error_body
 from qwenkit.server.logs import log_event, text_field
 from qwenkit.server.protocol_chat import SamplingFields
 from qwenkit.server.protocol_common import (
@@ -28,7 +30,7 @@ from qwenkit.server.protocol_common import (
     TopLogprob,
     UsageInfo,
 )
-from qwenkit.server.sse import SSE_HEADERS, Deadline, drive
+from qwenkit.server.sse import DONE, SSE_HEADERS, Deadline, drive, sse_data
 from qwenkit.server.state import ServerState, Ticket
 
 SEED_MODULUS = 2**63
@@ -206,3 +208,20 @@ class RequestRun:
             fields["ttft_ms"] = round(self.results[0].time_to_first_token * 1000.0, 1)
             fields["decode_tps"] = round(self.results[0].decode_tokens_per_second, 2)
         log_event("generation", fields)
+
+
+async def errors_as_events(run: RequestRun, body: AsyncIterator[str]) -> AsyncIterator[str]:
+    """Once a stream's headers are sent, an error can only travel as an SSE event, then [DONE]."""
+    try:
+        async for chunk in body:
+            yield chunk
+    except QwenkitError as exc:
+        yield sse_data(json.dumps(exc.to_openai()))
+        yield DONE
+    except Exception:
+        run.state.log_fault(run.request)
+        body_ = error_body("internal server error", "server_error", None, "internal_error")
+        yield sse_data(json.dumps(body_))
+        yield DONE
+    finally:
+        run.close()

@@ -7,7 +7,6 @@ inside a prompt stay text, so a completion request cannot forge chat or FIM mark
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,8 +16,6 @@ from qwenkit.chat.events import ContentDelta, Done, ReasoningDelta
 from qwenkit.engine.chat_run import ChatResult, TokenLogprob
 from qwenkit.engine.llm import LLM, ChatStream
 from qwenkit.engine.params import ChatParams
-from qwenkit.errors import QwenkitError
-from qwenkit.server.errors import error_body
 from qwenkit.server.protocol_common import UsageInfo
 from qwenkit.server.protocol_completions import (
     Completion,
@@ -33,6 +30,7 @@ from qwenkit.server.serving_common import (
     check_model,
     choice_seed,
     completion_id,
+    errors_as_events,
     now,
     refuse_template,
     sampling_kwargs,
@@ -104,33 +102,21 @@ async def _stream_body(
     run: RequestRun, cid: str, model: str, req: CompletionRequest, prompts: list[str]
 ) -> AsyncIterator[str]:
     created = now()
-    try:
-        if req.echo:
-            for i in range(len(run.streams)):
-                yield _chunk(cid, created, model, i, prompts[i // req.n])
-        async for index, event in run.events():
-            if isinstance(event, (ContentDelta, ReasoningDelta)) and event.text:
-                yield _chunk(cid, created, model, index, event.text)
-            elif isinstance(event, Done):
-                yield _chunk(cid, created, model, index, "", event.finish_reason)
-        results = await run.finish_results()
-        if req.stream_options is not None and req.stream_options.include_usage:
-            usage = Completion(
-                id=cid, created=created, model=model, choices=[], usage=completion_usage(results, req.n)
-            )
-            yield sse_data(usage.model_dump_json(exclude_none=True))
-        yield DONE
-    except QwenkitError as exc:
-        yield sse_data(json.dumps(exc.to_openai()))
-        yield DONE
-    except Exception:
-        run.state.log_fault(run.request)
-        yield sse_data(
-            json.dumps(error_body("internal server error", "server_error", None, "internal_error"))
+    if req.echo:
+        for i in range(len(run.streams)):
+            yield _chunk(cid, created, model, i, prompts[i // req.n])
+    async for index, event in run.events():
+        if isinstance(event, (ContentDelta, ReasoningDelta)) and event.text:
+            yield _chunk(cid, created, model, index, event.text)
+        elif isinstance(event, Done):
+            yield _chunk(cid, created, model, index, "", event.finish_reason)
+    results = await run.finish_results()
+    if req.stream_options is not None and req.stream_options.include_usage:
+        usage = Completion(
+            id=cid, created=created, model=model, choices=[], usage=completion_usage(results, req.n)
         )
-        yield DONE
-    finally:
-        run.close()
+        yield sse_data(usage.model_dump_json(exclude_none=True))
+    yield DONE
 
 
 @router.post(
@@ -162,5 +148,6 @@ async def create_completion(body: CompletionRequest, request: Request) -> Any:
     run.start(make, len(prompts) * body.n)
     cid = completion_id("cmpl")
     if body.stream:
-        return GuardedStream(_stream_body(run, cid, model, body, prompts), run.close)
+        events = _stream_body(run, cid, model, body, prompts)
+        return GuardedStream(errors_as_events(run, events), run.close)
     return _completion(cid, model, await run.collect(), prompts, body)
