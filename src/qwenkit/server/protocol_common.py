@@ -61,6 +61,15 @@ class StreamOptions(StrictRequest):
     include_usage: bool = False
 
 
+class SamplingPreset(Response):
+    temperature: float
+    top_p: float
+    top_k: int
+    min_p: float
+    presence_penalty: float
+    repetition_penalty: float
+
+
 class ModelCard(Response):
     id: str
     object: Literal["model"] = "model"
@@ -70,6 +79,10 @@ class ModelCard(Response):
     quant: str | None = None
     context_length: int
     backend: str
+    display_name: str | None = None
+    params_total: int | None = None
+    thinking: Literal["none", "hybrid", "thinking-only"] | None = None
+    sampling: dict[str, SamplingPreset] | None = None  # mode ("default", "thinking", ...) -> Qwen's values
 
 
 class ModelList(Response):

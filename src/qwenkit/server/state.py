@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from qwenkit.engine.chat_run import ChatResult
 from qwenkit.engine.llm import LLM
 from qwenkit.models.ref import quant_from_filename
-from qwenkit.server.protocol_common import ModelCard
+from qwenkit.server.protocol_common import ModelCard, SamplingPreset
 from qwenkit.server.settings import ServerSettings
 
 log = logging.getLogger("qwenkit.server")
@@ -84,7 +85,9 @@ class ServerState:
         return self.identity.names
 
     def model_card(self) -> ModelCard:
+        """The /v1/models entry; catalog facts (size, thinking, presets) when the model is known."""
         ident = self.identity
+        variant = self.llm.facts.variant
         return ModelCard(
             id=ident.id,
             created=ident.created,
@@ -92,6 +95,14 @@ class ServerState:
             quant=ident.quant,
             context_length=self.llm.context_length,
             backend=self.llm.backend.name,
+            display_name=variant.display_name if variant else None,
+            params_total=variant.params_total if variant else None,
+            thinking=variant.thinking.value if variant else None,
+            sampling=(
+                {mode: SamplingPreset(**dataclasses.asdict(v)) for mode, v in variant.sampling.items()}
+                if variant
+                else None
+            ),
         )
 
     async def admit(self, request: Request, prompt_tokens: int, max_tokens: int) -> Ticket:
