@@ -18,7 +18,8 @@ LOGGER_NAME = "qwenkit.server"
 ACCESS_LOGGER = "qwenkit.server.access"
 DIGEST_HEX = 16
 # LogRecord attributes that are not caller-supplied ``extra`` fields.
-_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# uvicorn adds "color_message" (the message with ANSI colours) to its records: not for JSON lines.
+_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 class JSONFormatter(logging.Formatter):
