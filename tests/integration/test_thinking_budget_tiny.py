@@ -6,11 +6,12 @@ template does) and everything the model writes is reasoning until the budget for
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from qwenkit.engine.llm import load
+from qwenkit.engine.llm import LLM, load
 from qwenkit.engine.params import THINKING_EARLY_STOP
 
 OPEN_THINK_TEMPLATE = (
@@ -22,8 +23,9 @@ USER = [{"role": "user", "content": "Think about numbers."}]
 pytest.importorskip("transformers")
 
 
-@pytest.mark.parametrize("budget", [8, 20])
-def test_budget_forces_the_early_stop_and_the_answer_goes_on(tiny_qwen3_dir: Path, budget: int) -> None:
+@pytest.fixture(scope="module")
+def llm(tiny_qwen3_dir: Path) -> Iterator[LLM]:
+    """One tiny Qwen3 for the module, with a template whose generation prompt opens <think>."""
     with load(
         str(tiny_qwen3_dir),
         backend="transformers",
@@ -31,22 +33,27 @@ def test_budget_forces_the_early_stop_and_the_answer_goes_on(tiny_qwen3_dir: Pat
         parallel=1,
         progress=False,
         template=OPEN_THINK_TEMPLATE,
-    ) as llm:
-        tok = llm.tokenizer
-        forced = [
-            *tok.encode_text(THINKING_EARLY_STOP),
-            tok.special_tokens["</think>"],
-            *tok.encode_text("\n\n"),
-        ]
-        stream = llm.start_chat(
-            USER,
-            thinking_budget=budget,
-            max_tokens=budget + len(forced) + 12,
-            temperature=0.0,
-            ignore_eos=True,
-        )
-        events = list(stream)
-        result = stream.result()
+    ) as model:
+        yield model
+
+
+@pytest.mark.parametrize("budget", [8, 20])
+def test_budget_forces_the_early_stop_and_the_answer_goes_on(llm: LLM, budget: int) -> None:
+    tok = llm.tokenizer
+    forced = [
+        *tok.encode_text(THINKING_EARLY_STOP),
+        tok.special_tokens["</think>"],
+        *tok.encode_text("\n\n"),
+    ]
+    stream = llm.start_chat(
+        USER,
+        thinking_budget=budget,
+        max_tokens=budget + len(forced) + 12,
+        temperature=0.0,
+        ignore_eos=True,
+    )
+    events = list(stream)
+    result = stream.result()
     assert result.thinking_stopped_early == "budget"
     # The engine may have sampled at most one token beyond the budget before the injection landed.
     assert budget + len(forced) - 1 <= result.usage.reasoning_tokens <= budget + len(forced)
@@ -56,16 +63,8 @@ def test_budget_forces_the_early_stop_and_the_answer_goes_on(tiny_qwen3_dir: Pat
     assert events
 
 
-def test_without_budget_random_reasoning_runs_to_max_tokens(tiny_qwen3_dir: Path) -> None:
-    with load(
-        str(tiny_qwen3_dir),
-        backend="transformers",
-        context=512,
-        parallel=1,
-        progress=False,
-        template=OPEN_THINK_TEMPLATE,
-    ) as llm:
-        result = llm.chat(USER, max_tokens=24, temperature=0.0, ignore_eos=True)
+def test_without_budget_random_reasoning_runs_to_max_tokens(llm: LLM) -> None:
+    result = llm.chat(USER, max_tokens=24, temperature=0.0, ignore_eos=True)
     assert result.thinking_stopped_early is None
     assert result.content == ""
     assert result.finish_reason == "length"

