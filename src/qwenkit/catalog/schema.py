@@ -41,6 +41,10 @@ class ToolFormat(str, Enum):
     NONE = "none"
     REACT = "react"  # Qwen 1.0 / 1.5: ReAct prompting, no dedicated tokens
     HERMES = "hermes"  # Qwen2 and later: <tool_call>{"name":..., "arguments":...}</tool_call>
+    # Qwen2.5-Coder: hermes blocks, or (tools offered, tool_choice auto) an answer that is only a JSON
+    # call, bare or in one fenced block: the form these models actually emit.
+    HERMES_JSON = "hermes-json"
+    QWEN3_CODER = "qwen3-coder"  # <tool_call><function=NAME><parameter=KEY>value</parameter>...
 
 
 class Modality(str, Enum):
