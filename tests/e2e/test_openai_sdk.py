@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,12 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jsonschema
+import openai
 import pytest
-
-openai = pytest.importorskip("openai")
-jsonschema = pytest.importorskip("jsonschema")
-pytest.importorskip("fastapi")
-pytest.importorskip("llama_cpp")
 
 pytestmark = [pytest.mark.realmodel, pytest.mark.slow]
 MODEL = "qwen2.5-coder-0.5b-instruct"
@@ -92,7 +88,6 @@ def client(base_url: str) -> openai.OpenAI:
 ASK = [{"role": "user", "content": "What is 2 + 2? Answer with just the number."}]
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 def test_curl_answers(base_url: str) -> None:
     body = json.dumps({"model": MODEL, "messages": ASK, "max_tokens": 8, "temperature": 0})
     out = subprocess.run(

@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="the dev extra's playwright is not installed")
-httpx = pytest.importorskip("httpx")
+from playwright import sync_api
 
 pytestmark = pytest.mark.slow  # a model server subprocess and a browser per module
 
@@ -38,7 +37,7 @@ def _chromium() -> str:
     for candidate in (os.environ.get("QWENKIT_CHROMIUM"), *CHROMIUM_CANDIDATES, shutil.which("chromium")):
         if candidate and Path(candidate).is_file():
             return candidate
-    pytest.skip("no chromium: run scripts/ensure-browser.sh (apt-get install -y chromium)")
+    pytest.fail("no chromium: run scripts/ensure-browser.sh (apt-get install -y chromium)")
 
 
 def _free_port() -> int:

@@ -70,14 +70,14 @@ class ServeProcess:
 
 
 @contextmanager
-def serve_process(model_dir: Path, *flags: str, env: dict[str, str] | None = None) -> Iterator[ServeProcess]:
-    """``qwenkit serve model_dir --backend transformers --port P --context 512 --parallel 2 *flags``,
-    ready to take requests; killed on the way out if still running."""
+def serve_process(
+    model: Path, *flags: str, env: dict[str, str] | None = None, backend: str = "transformers"
+) -> Iterator[ServeProcess]:
+    """``qwenkit serve model --backend B --port P --context 512 --parallel 2 *flags``, ready to take
+    requests; killed on the way out if still running."""
     port = free_port()
-    args = [
-        "serve", str(model_dir), "--backend", "transformers", "--port", str(port),
-        "--context", "512", "--parallel", "2", *flags,
-    ]
+    args = ["serve", str(model), "--backend", backend, "--port", str(port), "--context", "512"]
+    args += ["--parallel", "2", *(["--threads", "2"] if backend == "llamacpp" else []), *flags]
     full_env = {**os.environ, "QWENKIT_LOG_LEVEL": "warning", **(env or {})}
     with tempfile.NamedTemporaryFile(prefix="qwenkit-serve-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)

@@ -16,11 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("tokenizers")
-pytest.importorskip("fastapi")
-pytest.importorskip("httpx")
-
 from _server_harness import live_server
 
 import qwenkit.cli.bench_cmds  # noqa: F401  (registers bench)
@@ -109,7 +104,7 @@ def test_http_runner_against_qwenkit_serve_counts_with_tokenize_and_usage(tiny_l
 
 
 def test_bench_cli_with_url_writes_json_and_png(tiny_llm: LLM, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
+    import matplotlib  # noqa: F401
     report, plot = tmp_path / "r.json", tmp_path / "r.png"
     with live_server(tiny_llm) as server:
         code = main(["bench", "--url", server.base_url + "/v1", "--concurrency", "1,2",

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from _greedy import TOP_K, GreedyReference, divergence
 from qwenkit.chat import encode_chat
 from qwenkit.engine.handle import QueuedHandle
+from qwenkit.engine.llama_tokenizer import LlamaTokenizer
 from qwenkit.engine.llamacpp import LlamaCppBackend
 from qwenkit.engine.types import Backend, BackendOptions, FinishReason, SamplingParams
 from qwenkit.errors import ContextLengthError, OverloadedError, UsageError
 
 pytestmark = [pytest.mark.realmodel, pytest.mark.slow]
-pytest.importorskip("llama_cpp")
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=48)
+# A solo greedy run that also records, per position, what it would have done past end-of-text.
+REFERENCE = SamplingParams(temperature=0.0, max_tokens=48, ignore_eos=True, logprobs=True, top_logprobs=TOP_K)
 QUESTIONS = {
     "What is the capital of France? Answer in one word.": "Paris",
     "What is the capital of Japan? Answer in one word.": "Tokyo",
@@ -54,6 +58,15 @@ def run(backend: LlamaCppBackend, prompt: list[int], params: SamplingParams = GR
     return ids
 
 
+def reference(backend: LlamaCppBackend, prompt: list[int]) -> GreedyReference:
+    return GreedyReference.from_events(backend.submit(prompt, REFERENCE))
+
+
+def assert_greedy_like(backend: LlamaCppBackend, actual: list[int], ref: GreedyReference) -> None:
+    """The solo answer, or the same up to a near-tie of the solo run (see tests/_greedy.py)."""
+    divergence(actual, ref, ended_with=backend.tokenizer.eos_token_ids)
+
+
 def wait_for(predicate: object, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
@@ -79,28 +92,31 @@ def test_greedy_matches_plain_llama_cpp_python(backend: LlamaCppBackend, real_mo
 
     prompts = [chat(backend, q) for q in ("Write a Python function that adds two numbers.", "What is 2+2?")]
     prompts.append(chat(backend, "Explain recursion in one sentence.", system="Be terse."))
+    ours = [reference(backend, p) for p in prompts]
     ref = Llama(str(real_model_path), n_ctx=1024, n_threads=2, verbose=False)
     try:
-        for prompt in prompts:
-            expected: list[int] = []
+        for prompt, expected in zip(prompts, ours, strict=True):
+            theirs: list[int] = []
             for tid in ref.generate(prompt, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
-                if tid in backend.tokenizer.eos_token_ids or len(expected) == GREEDY.max_tokens:
+                if tid in backend.tokenizer.eos_token_ids or len(theirs) == GREEDY.max_tokens:
                     break
-                expected.append(tid)
-            assert run(backend, prompt) == expected
+                theirs.append(tid)
+            # llama-cpp-python decodes the last prompt token inside the prompt batch, we alone: the
+            # same answer, up to a near-tie.
+            assert_greedy_like(backend, theirs, expected)
     finally:
         ref.close()
 
 
 def test_eight_concurrent_streams_match_their_solo_runs(backend: LlamaCppBackend) -> None:
     prompts = {q: chat(backend, q) for q in QUESTIONS}
-    solo = {q: run(backend, p) for q, p in prompts.items()}
+    solo = {q: reference(backend, p) for q, p in prompts.items()}
     handles = {q: backend.submit(p, GREEDY) for q, p in prompts.items()}
     wait_for(lambda: backend.stats().running == 8 or all(h.done for h in handles.values()))
     together = {q: [ev.token_id for ev in h] for q, h in handles.items()}
     for question, expected_word in QUESTIONS.items():
-        assert together[question] == solo[question], question
-        assert expected_word in backend.tokenizer.decode(together[question]), question
+        assert_greedy_like(backend, together[question], solo[question])
+        assert expected_word in backend.tokenizer.decode(together[question]), question  # no cross-talk
         assert handles[question].finish_reason is FinishReason.STOP
 
 
@@ -109,12 +125,14 @@ def test_cancel_frees_the_slot_within_one_step_and_others_continue(backend: Llam
     handles = [backend.submit(chat(backend, f"Count from {i} to 100."), params) for i in range(3)]
     victim = handles[1]
     wait_for(lambda: all(h.timings.completion_tokens >= 3 for h in handles))
-    steps_at_cancel = backend.stats().steps
     victim.cancel()
+    steps_after_cancel = backend.stats().steps
     assert victim.finish_reason is FinishReason.CANCELLED
     emitted = victim.timings.completion_tokens
-    wait_for(lambda: backend.stats().steps >= steps_at_cancel + 2)  # the first whole step after cancel()
-    assert backend.stats().running == 2  # the other two go on, the victim's slot is free
+    wait_for(lambda: victim.timings.finished_step is not None)
+    # The step running when cancel() returned may finish; the next one frees the slot.
+    assert victim.timings.finished_step is not None
+    assert victim.timings.finished_step <= steps_after_cancel + 1
     for h in (handles[0], handles[2]):
         assert len(list(h)) > 0
         assert h.finish_reason is FinishReason.LENGTH
@@ -148,18 +166,55 @@ def test_prompt_longer_than_the_context_is_a_usage_error(backend: LlamaCppBacken
         backend.submit([100], SamplingParams(grammar="root ::= ("))
 
 
-def test_same_seed_same_output_even_with_company(backend: LlamaCppBackend) -> None:
+def test_same_seed_same_output(backend: LlamaCppBackend) -> None:
     prompt = chat(backend, "Write a short poem about the sea.")
     params = SamplingParams(temperature=1.0, top_p=0.95, top_k=50, seed=1234, max_tokens=24)
     first = run(backend, prompt, params)
     second = run(backend, prompt, params)  # now from the cached prompt prefix
-    other = backend.submit(backend.tokenizer.encode_text("Once"), SamplingParams(max_tokens=200, seed=7))
-    wait_for(lambda: other.timings.completion_tokens > 0)
-    third = run(backend, prompt, params)  # decoded side by side with another stream
-    other.cancel()
-    assert first == second == third
+    assert first == second
     others = [run(backend, prompt, SamplingParams(temperature=1.0, seed=s, max_tokens=24)) for s in (1, 2)]
     assert any(o != first for o in others)
+
+
+def test_each_sequence_draws_from_its_own_generator(real_model_path: Path) -> None:
+    """Same seed, same draws, however other sequences' samplers are interleaved: no shared RNG.
+
+    Checked on one fixed logits row (a bare context, so nothing else can change the numbers); a
+    comparison across batch shapes could only show this up to near-ties (tests/_greedy.py).
+    """
+    from qwenkit.engine.llama_lib import llama_lib
+    from qwenkit.engine.llama_sampling import SequenceSampler
+
+    lib = llama_lib()
+    mparams = lib.llama_model_default_params()
+    model = lib.llama_model_load_from_file(str(real_model_path).encode(), mparams)
+    cparams = lib.llama_context_default_params()
+    cparams.n_ctx, cparams.n_threads, cparams.n_threads_batch = 256, 2, 2
+    ctx = lib.llama_init_from_model(model, cparams)
+    vocab = lib.llama_model_get_vocab(model)
+    n_vocab = lib.llama_vocab_n_tokens(vocab)
+    try:
+        prompt = LlamaTokenizer(model).encode_text("Once upon a time, in a land far away,")
+        tokens = (lib.llama_token * len(prompt))(*prompt)
+        assert lib.llama_decode(ctx, lib.llama_batch_get_one(tokens, len(prompt))) == 0
+        params = SamplingParams(temperature=1.5, top_k=100, seed=99, max_tokens=30)
+        a, b = (SequenceSampler(params, vocab, n_vocab, prompt) for _ in range(2))
+        other = SequenceSampler(dataclasses.replace(params, seed=5), vocab, n_vocab, prompt)
+        draws_a = [a.sample(ctx, -1) for _ in range(30)]
+        draws_b = []
+        draws_other = []
+        for _ in range(30):
+            draws_other.append(other.sample(ctx, -1))
+            draws_b.append(b.sample(ctx, -1))
+            draws_other.append(other.sample(ctx, -1))
+        assert draws_a == draws_b
+        assert len(set(draws_a)) > 3  # really sampled, not one forced token
+        assert draws_other[::2] != draws_a
+        for sampler in (a, b, other):
+            sampler.free()
+    finally:
+        lib.llama_free(ctx)
+        lib.llama_model_free(model)
 
 
 def test_stop_tokens_end_the_stream_and_are_never_emitted(backend: LlamaCppBackend) -> None:
@@ -199,12 +254,14 @@ def test_prefix_is_copied_from_a_busy_slot(real_model_path: Path) -> None:
     options = BackendOptions(context=1024, parallel=2, threads=2)
     with LlamaCppBackend.load(real_model_path, options) as b:
         target = chat(b, "What is the capital of Spain?", system=SYSTEM)
-        expected = run(b, target)  # cold
+        expected = reference(b, target)  # cold, alone
         busy = chat(b, "Count from 1 to 100.", system=SYSTEM)
         runner = b.submit(busy, SamplingParams(temperature=0.0, max_tokens=300, ignore_eos=True))
         wait_for(lambda: runner.timings.completion_tokens >= 1)  # runs in the slot that cached SYSTEM
         h = b.submit(target, GREEDY)
-        assert [ev.token_id for ev in h] == expected
+        got = [ev.token_id for ev in h]
+        assert_greedy_like(b, got, expected)  # decoded beside the runner: a near-tie may flip
+        assert "Madrid" in b.tokenizer.decode(got)
         assert h.timings.cached_prompt_tokens >= len(b.tokenizer.encode_text(SYSTEM))
         assert runner.finish_reason is None  # the donor went on untouched
         runner.cancel()
@@ -244,8 +301,9 @@ def test_logprobs_describe_the_greedy_choice(backend: LlamaCppBackend) -> None:
 def test_async_consumers_run_side_by_side(backend: LlamaCppBackend) -> None:
     import asyncio
 
-    prompts = [chat(backend, q) for q in list(QUESTIONS)[:3]]
-    expected = [run(backend, p) for p in prompts]
+    questions = list(QUESTIONS)[:3]
+    prompts = [chat(backend, q) for q in questions]
+    expected = [reference(backend, p) for p in prompts]
 
     async def consume(handle: QueuedHandle) -> list[int]:
         return [ev.token_id async for ev in handle]
@@ -253,7 +311,9 @@ def test_async_consumers_run_side_by_side(backend: LlamaCppBackend) -> None:
     async def main() -> list[list[int]]:
         return await asyncio.gather(*(consume(backend.submit(p, GREEDY)) for p in prompts))
 
-    assert asyncio.run(main()) == expected
+    for question, got, ref in zip(questions, asyncio.run(main()), expected, strict=True):
+        assert_greedy_like(backend, got, ref)
+        assert QUESTIONS[question] in backend.tokenizer.decode(got)
 
 
 def test_closed_backend_rejects_work(real_model_path: Path) -> None:

@@ -13,14 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
+from _server_harness import LiveServer, live_server
 
-openai = pytest.importorskip("openai")
-pytest.importorskip("fastapi")
-
-from _server_harness import LiveServer, live_server  # noqa: E402
-
-from qwenkit.engine.llm import LLM, load  # noqa: E402
+from qwenkit.engine.llm import LLM, load
 
 pytestmark = pytest.mark.slow
 USER = [{"role": "user", "content": "Say hi"}]

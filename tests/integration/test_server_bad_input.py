@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-
-pytest.importorskip("fastapi")
-
+from _backends import LLAMACPP, SERVED, load_served
 from _server_harness import LiveServer, live_server
 
-from qwenkit.engine.llm import LLM, load
+from qwenkit.engine.llm import LLM
 
 pytestmark = pytest.mark.slow
 MODEL = "tiny"
@@ -186,6 +183,15 @@ CASES: list[tuple[str, str, Any, int]] = [
     ("top-logprobs-high", "/v1/chat/completions", chat(logprobs=True, top_logprobs=21), 400),
     ("top-logprobs-negative", "/v1/chat/completions", chat(logprobs=True, top_logprobs=-1), 400),
     ("top-logprobs-without-logprobs", "/v1/chat/completions", chat(top_logprobs=2), 400),
+    ("logit-bias-key-not-an-id", "/v1/chat/completions", chat(logit_bias={"abc": 1}), 400),
+    ("logit-bias-huge", "/v1/chat/completions", chat(logit_bias={"5": 1e308}), 400),
+    ("logit-bias-over-100", "/v1/chat/completions", chat(logit_bias={"5": 100.5}), 400),
+    ("logit-bias-under-minus-100", "/v1/chat/completions", chat(logit_bias={"5": -101}), 400),
+    ("logit-bias-negative-id", "/v1/chat/completions", chat(logit_bias={"-1": 1}), 400),
+    ("logit-bias-out-of-vocab", "/v1/chat/completions", chat(logit_bias={"999999": 1}), 400),
+    ("logit-bias-value-string", "/v1/chat/completions", chat(logit_bias={"5": "x"}), 400),
+    ("logit-bias-list", "/v1/chat/completions", chat(logit_bias=[1]), 400),
+    ("logit-bias-too-many", "/v1/chat/completions", chat(logit_bias={str(i): 1 for i in range(1025)}), 400),
     # --- tools, tool_choice, response_format ---------------------------------------------------
     ("tools-string", "/v1/chat/completions", chat(tools="x"), 400),
     ("tools-int-item", "/v1/chat/completions", chat(tools=[1]), 400),
@@ -342,6 +348,8 @@ CASES: list[tuple[str, str, Any, int]] = [
     ("completion-n-nine", "/v1/completions", {"prompt": "a", "n": 9, "max_tokens": 1}, 400),
     ("completion-too-many-prompts", "/v1/completions", {"prompt": ["a"] * 33, "max_tokens": 1}, 400),
     ("completion-max-tokens-over-context", "/v1/completions", {"prompt": "a", "max_tokens": 100_000}, 400),
+    ("completion-logit-bias-huge-id", "/v1/completions", {"prompt": "a", "logit_bias": {"10000000": 5}}, 400),
+    ("completion-logit-bias-huge", "/v1/completions", {"prompt": "a", "logit_bias": {"5": 1e308}}, 400),
     (
         "completion-chat-template",
         "/v1/completions",
@@ -363,14 +371,30 @@ CASES: list[tuple[str, str, Any, int]] = [
 ]
 
 
+# Cases whose request is valid on a backend with grammar support (llama.cpp answers them).
+NEEDS_NO_GRAMMAR = {"response-format-unsupported-backend"}
+
+
 @pytest.fixture(scope="module")
-def server(tiny_qwen3_dir: Path) -> Iterator[LiveServer]:
-    llm: LLM = load(str(tiny_qwen3_dir), backend="transformers", context=512, parallel=2, progress=False)
+def server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
+    llm: LLM = load_served(request, request.param)
     try:
         with live_server(llm, served_model_name=MODEL, max_body_bytes=MAX_BODY) as srv:
             yield srv
     finally:
         llm.close()
+
+
+def _params() -> list[Any]:
+    params = []
+    for served in SERVED:
+        backend = served.values[0]
+        for name, path, body, status in CASES:
+            if backend == LLAMACPP and name in NEEDS_NO_GRAMMAR:
+                continue
+            case_id = f"{served.id}-{name}"
+            params.append(pytest.param(backend, path, body, status, id=case_id, marks=served.marks))
+    return params
 
 
 def test_the_table_has_over_a_hundred_distinct_cases() -> None:
@@ -381,7 +405,7 @@ def test_the_table_has_over_a_hundred_distinct_cases() -> None:
     ) == len(CASES)
 
 
-@pytest.mark.parametrize(("path", "body", "status"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("server", "path", "body", "status"), _params(), indirect=["server"])
 def test_malformed_request_gets_openai_error(server: LiveServer, path: str, body: Any, status: int) -> None:
     with httpx.Client(base_url=server.base_url, timeout=60) as http:
         if isinstance(body, bytes):

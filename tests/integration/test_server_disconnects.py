@@ -12,13 +12,11 @@ import json
 import random
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psutil
 import pytest
-
-pytest.importorskip("fastapi")
+from _backends import SERVED, served_model
 from _serve_process import ServeProcess, serve_process
 
 CLIENTS = 200
@@ -95,11 +93,11 @@ def _assert_answers_normally(server: ServeProcess) -> None:
     assert json.loads(events[-2])["choices"][0]["finish_reason"] in ("length", "stop")
 
 
-@pytest.fixture(scope="module")
-def server(tiny_qwen3_dir: Path) -> Iterator[ServeProcess]:
+@pytest.fixture(scope="module", params=SERVED)
+def server(request: pytest.FixtureRequest) -> Iterator[ServeProcess]:
     # No queue timeout and a queue deeper than the concurrency: every refusal would be a bug here.
     env = {"QWENKIT_MAX_QUEUE": "64", "QWENKIT_QUEUE_TIMEOUT": "0"}
-    with serve_process(tiny_qwen3_dir, env=env) as srv:
+    with serve_process(served_model(request, request.param), env=env, backend=request.param) as srv:
         yield srv
 
 

@@ -15,9 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-pytest.importorskip("fastapi")
-
 from _server_harness import free_port, live_server
 
 from qwenkit.engine.llm import LLM, load
@@ -125,7 +122,7 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 240) -
 
 @pytest.mark.slow
 def test_sigterm_drains_in_flight_stream_and_exits_cleanly(tiny_qwen3_dir: Path) -> None:
-    psutil = pytest.importorskip("psutil")
+    import psutil
     port = free_port()
     args = [str(tiny_qwen3_dir), "--backend", "transformers", "--port", str(port), "--context", "512"]
     env = {**os.environ, "QWENKIT_DRAIN_TIMEOUT": "120"}

@@ -13,16 +13,13 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-
-pytest.importorskip("fastapi")
-
+from _backends import SERVED, load_served
 from _server_harness import LiveServer, live_server
 
-from qwenkit.engine.llm import LLM, load
+from qwenkit.engine.llm import LLM
 
 PARALLEL = 2
 MAX_QUEUE = 2
@@ -34,9 +31,9 @@ BURST = 12
 KEYS = {"alice": "sk-alice-overload-test", "bob": "sk-bob-overload-test"}
 
 
-@pytest.fixture(scope="module")
-def tiny_llm(tiny_qwen2_dir: Path) -> Iterator[LLM]:
-    llm = load(str(tiny_qwen2_dir), backend="transformers", context=512, parallel=PARALLEL, progress=False)
+@pytest.fixture(scope="module", params=SERVED)
+def tiny_llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
+    llm = load_served(request, request.param, tiny="tiny_qwen2_dir", parallel=PARALLEL)
     yield llm
     llm.close()
 

@@ -10,22 +10,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("fastapi")
-pytest.importorskip("schemathesis")
-
 import schemathesis
+from _backends import SERVED, load_served
 from _server_harness import LiveServer, live_server
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import CHECKS
 from schemathesis.core.result import Ok
 
-from qwenkit.engine.llm import LLM, load
+from qwenkit.engine.llm import LLM
 
 MAX_TOKENS = 2
 MAX_CHOICES = 2
@@ -46,9 +42,9 @@ CHECK_NAMES = (
 )
 
 
-@pytest.fixture(scope="module")
-def tiny_llm(tiny_qwen3_dir: Path) -> Iterator[LLM]:
-    llm = load(str(tiny_qwen3_dir), backend="transformers", context=512, parallel=2, progress=False)
+@pytest.fixture(scope="module", params=SERVED)
+def tiny_llm(request: pytest.FixtureRequest) -> Iterator[LLM]:
+    llm = load_served(request, request.param)
     yield llm
     llm.close()
 

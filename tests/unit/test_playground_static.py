@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
-pytest.importorskip("fastapi")
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 

@@ -6,9 +6,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("fastapi")
-pytest.importorskip("llama_cpp")
-
 from qwenkit.errors import UsageError
 from qwenkit.server.protocol_chat import ChatCompletionRequest
 from qwenkit.server.structured import CALL_RULE, plan_constraint

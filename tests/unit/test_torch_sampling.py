@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from qwenkit.engine.torch_sampling import (  # noqa: E402
+from qwenkit.engine.torch_sampling import (
     SequenceSampler,
     TokenHistory,
     draw,
@@ -23,7 +22,7 @@ from qwenkit.engine.torch_sampling import (  # noqa: E402
     repetition_penalty,
     top_k_candidates,
 )
-from qwenkit.engine.types import SamplingParams  # noqa: E402
+from qwenkit.engine.types import SamplingParams
 
 NEG_INF = float("-inf")
 

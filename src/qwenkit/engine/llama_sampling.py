@@ -60,7 +60,8 @@ class SequenceSampler:
             0.0,
             0.0,
         )
-        self.fast_greedy = params.greedy and not penalised and params.grammar is None
+        plain = not penalised and params.grammar is None and not params.logit_bias
+        self.fast_greedy = params.greedy and plain
         if not self.fast_greedy:
             self._build(params, vocab, penalised, history)
 
@@ -74,6 +75,13 @@ class SequenceSampler:
                 self.free()
                 raise UsageError("the grammar is not valid GBNF (or has no 'root' rule)", param="grammar")
             lib.llama_sampler_chain_add(chain, self._grammar)
+        if params.logit_bias:
+            biases = (lib.llama_logit_bias * len(params.logit_bias))(
+                *(lib.llama_logit_bias(tid, value) for tid, value in params.logit_bias)
+            )
+            lib.llama_sampler_chain_add(
+                chain, lib.llama_sampler_init_logit_bias(self._n_vocab, len(params.logit_bias), biases)
+            )
         if penalised:
             penalties = lib.llama_sampler_init_penalties(
                 self._n_vocab,

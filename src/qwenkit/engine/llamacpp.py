@@ -28,7 +28,13 @@ from qwenkit.engine.llama_sampling import SequenceSampler, check_grammar, logits
 from qwenkit.engine.llama_tokenizer import LlamaTokenizer
 from qwenkit.engine.prefix import Placement, SlotView, place
 from qwenkit.engine.scheduler import Scheduler
-from qwenkit.engine.types import BackendOptions, FinishReason, SamplingParams, TokenEvent
+from qwenkit.engine.types import (
+    BackendOptions,
+    FinishReason,
+    SamplingParams,
+    TokenEvent,
+    check_logit_bias,
+)
 from qwenkit.errors import (
     ContextLengthError,
     ModelFormatError,
@@ -161,6 +167,7 @@ class LlamaCppBackend:
             )
         if params.grammar is not None:
             check_grammar(params.grammar, self._vocab)
+        check_logit_bias(params.logit_bias, self._n_vocab)
         eos = frozenset() if params.ignore_eos else self.tokenizer.eos_token_ids
         stop_ids = params.stop_token_ids | eos
         handle = QueuedHandle(vocab_size=self._n_vocab, on_cancel=self._wake)
@@ -371,6 +378,7 @@ class LlamaCppBackend:
         request = slot.request
         if request is None:
             return
+        request.handle.timings.finished_step = self._steps
         if error is not None:
             request.handle.fail(error)
         elif reason is not None:

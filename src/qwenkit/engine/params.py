@@ -47,6 +47,7 @@ class ChatParams:
     grammar: str | None = None
     ignore_eos: bool = False
     extra_stop_token_ids: frozenset[int] = field(default_factory=frozenset)
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", validate_stops(self.stop))
@@ -69,7 +70,22 @@ class ChatParams:
         for key in ("stop", "tools"):
             if isinstance(kwargs.get(key), list):
                 kwargs[key] = tuple(kwargs[key])
+        if isinstance(kwargs.get("logit_bias"), dict):  # OpenAI's shape: {token id: bias}
+            kwargs["logit_bias"] = logit_bias_pairs(kwargs["logit_bias"])
         return cls(**kwargs)
+
+
+def logit_bias_pairs(bias: Mapping[Any, Any]) -> tuple[tuple[int, float], ...]:
+    """OpenAI's ``{"token id": bias}`` (keys are strings in JSON) as sorted (id, bias) pairs."""
+    pairs = []
+    for key, value in bias.items():
+        text = str(key)
+        if not text.isascii() or not text.isdigit():
+            raise UsageError(f"logit_bias key {key!r} is not a token id", param="logit_bias")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"logit_bias[{key}] must be a number", param="logit_bias")
+        pairs.append((int(text), float(value)))
+    return tuple(sorted(pairs))
 
 
 def _pick(value: Any, default: Any) -> Any:
@@ -107,6 +123,7 @@ def resolve_sampling(
         logprobs=params.logprobs,
         top_logprobs=params.top_logprobs,
         grammar=params.grammar,
+        logit_bias=params.logit_bias,
     )
 
 

@@ -72,8 +72,24 @@ def presence_frequency_penalty(presence: float, frequency: float) -> LogitsProce
     return process
 
 
+def logit_bias(bias: Sequence[tuple[int, float]]) -> LogitsProcessor:
+    """OpenAI semantics: each listed token's logit gets its bias added before anything else."""
+    ids = [tid for tid, _ in bias]
+    values = [value for _, value in bias]
+
+    def process(logits: torch.Tensor, history: TokenHistory) -> torch.Tensor:
+        import torch
+
+        index = torch.tensor(ids, dtype=torch.long, device=logits.device)
+        return logits.index_add(0, index, torch.tensor(values, dtype=logits.dtype, device=logits.device))
+
+    return process
+
+
 def make_processors(params: SamplingParams) -> list[LogitsProcessor]:
     processors: list[LogitsProcessor] = []
+    if params.logit_bias:
+        processors.append(logit_bias(params.logit_bias))
     if params.repetition_penalty != 1.0:
         processors.append(repetition_penalty(params.repetition_penalty))
     if params.presence_penalty != 0.0 or params.frequency_penalty != 0.0:

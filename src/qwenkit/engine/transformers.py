@@ -32,7 +32,7 @@ from qwenkit.engine.transformers_loading import (
     resolve_device,
     resolve_dtype,
 )
-from qwenkit.engine.types import BackendOptions, FinishReason, SamplingParams, TokenEvent
+from qwenkit.engine.types import BackendOptions, FinishReason, SamplingParams, TokenEvent, check_logit_bias
 from qwenkit.errors import ContextLengthError, QwenkitError, UsageError
 
 if TYPE_CHECKING:
@@ -174,6 +174,7 @@ class TransformersBackend:
             raise UsageError("the prompt is empty", param="prompt")
         if any(not 0 <= i < self._vocab for i in ids):
             raise UsageError("the prompt holds token ids outside the vocabulary", param="prompt")
+        check_logit_bias(params.logit_bias, self._vocab)
         if len(ids) >= self.context_length:
             raise ContextLengthError(
                 f"the prompt has {len(ids)} tokens; the context holds {self.context_length}, "

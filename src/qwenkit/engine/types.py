@@ -27,6 +27,22 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
         raise UsageError(f"{name} must be a finite number in [{low}, {high}], got {value!r}", param=name)
 
 
+MAX_LOGIT_BIAS = 100.0
+
+
+def check_logit_bias(bias: Sequence[tuple[int, float]], vocab_size: int | None = None) -> None:
+    """Token ids must be ids of the vocabulary; biases finite and in [-100, 100], as OpenAI enforces."""
+    for token_id, value in bias:
+        if isinstance(token_id, bool) or not isinstance(token_id, int) or token_id < 0:
+            raise UsageError(f"logit_bias key {token_id!r} is not a token id", param="logit_bias")
+        if vocab_size is not None and token_id >= vocab_size:
+            raise UsageError(
+                f"logit_bias names token id {token_id}, outside the vocabulary (0..{vocab_size - 1})",
+                param="logit_bias",
+            )
+        _check_range(f"logit_bias[{token_id}]", value, -MAX_LOGIT_BIAS, MAX_LOGIT_BIAS)
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """Token-level sampling for one sequence. ``temperature == 0`` means greedy."""
@@ -45,6 +61,8 @@ class SamplingParams:
     logprobs: bool = False
     top_logprobs: int = 0
     grammar: str | None = None  # GBNF (llama.cpp) constraining every sampled token
+    # Added to a token's logit before sampling (OpenAI's logit_bias: -100 bans, +100 forces).
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
         _check_range("temperature", self.temperature, 0.0, 2.0)
@@ -61,6 +79,7 @@ class SamplingParams:
             )
         if not 0 <= self.top_logprobs <= 20:
             raise UsageError("top_logprobs must be in [0, 20]", param="top_logprobs")
+        check_logit_bias(self.logit_bias)
 
     @property
     def greedy(self) -> bool:
@@ -88,6 +107,7 @@ class Timings:
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0  # reused from an earlier sequence's KV
     completion_tokens: int = 0
+    finished_step: int | None = None  # the engine step that freed the sequence's slot
 
     @property
     def time_to_first_token(self) -> float:

@@ -28,6 +28,7 @@ from qwenkit.server.auth import PUBLIC_PATHS, ApiKeyMiddleware, load_api_keys
 from qwenkit.server.errors import install_error_handlers
 from qwenkit.server.logs import configure_logging
 from qwenkit.server.middleware import BodyGuardMiddleware, RequestContextMiddleware
+from qwenkit.server.openapi import state_model_limits
 from qwenkit.server.playground import mount_playground
 from qwenkit.server.protocol_common import ErrorResponse, HealthResponse, ModelCard, ModelList
 from qwenkit.server.serving_common import check_model, server_state
@@ -115,6 +116,10 @@ def create_app(settings: ServerSettings | None = None, llm: LLM | None = None) -
     app.state.draining = False
     app.state.server = None
     install_error_handlers(app)
+    if llm is not None:
+        state_model_limits(app, llm.context_length, llm.tokenizer.vocab_size)
+    else:
+        state_model_limits(app, settings.context, None)
     _add_probes(app)
     for module in (serving_chat, serving_completions, serving_tokens):
         app.include_router(module.router)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from qwenkit.engine.stops import MAX_STOP_LENGTH, MAX_STOP_STRINGS
+from qwenkit.server.openapi import TOKEN_ID_PATTERN, logit_bias_schema, message_list_schema
 from qwenkit.server.protocol_common import (
     MAX_N,
     ChoiceLogprobs,
@@ -26,6 +27,9 @@ Seed = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
 StopText = Annotated[str, Field(min_length=1, max_length=MAX_STOP_LENGTH)]
 StopList = Annotated[list[StopText], Field(max_length=MAX_STOP_STRINGS)]
 FunctionName = Annotated[str, Field(min_length=1, max_length=256)]
+MAX_LOGIT_BIAS_ENTRIES = 1024
+TokenIdKey = Annotated[str, Field(pattern=TOKEN_ID_PATTERN)]
+Bias = Annotated[float, Field(ge=-100.0, le=100.0)]
 
 
 class FunctionDef(StrictRequest):
@@ -90,6 +94,11 @@ class SamplingFields(StrictRequest):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=256)
+    logit_bias: Annotated[dict[TokenIdKey, Bias], logit_bias_schema(MAX_LOGIT_BIAS_ENTRIES)] | None = Field(
+        default=None,
+        max_length=MAX_LOGIT_BIAS_ENTRIES,
+        description="Token id (a key of the model's vocabulary) -> bias added to its logit, in [-100, 100].",
+    )
     ignore_eos: bool = Field(
         default=False, description="Keep generating past end-of-text (vLLM's extension; for benchmarks)."
     )
@@ -99,7 +108,9 @@ class SamplingFields(StrictRequest):
 
 
 class ChatCompletionRequest(SamplingFields):
-    messages: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_MESSAGES)
+    messages: Annotated[list[dict[str, Any]], message_list_schema(MAX_MESSAGES)] = Field(
+        min_length=1, max_length=MAX_MESSAGES
+    )
     max_completion_tokens: int | None = Field(default=None, ge=1)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)

@@ -6,9 +6,11 @@ OpenAPI document describes what the server really sends.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from qwenkit.server.openapi import message_list_schema
 
 MAX_N = 8
 MAX_TOKEN_IDS = 1_000_000
@@ -95,7 +97,9 @@ class TokenizeRequest(StrictRequest):
 
     model: str | None = None
     prompt: str | None = None
-    messages: list[dict[str, Any]] | None = Field(default=None, min_length=1)
+    messages: Annotated[list[dict[str, Any]], message_list_schema()] | None = Field(
+        default=None, min_length=1
+    )
     add_generation_prompt: bool = True
     add_special_tokens: bool = True
     tools: list[dict[str, Any]] | None = None

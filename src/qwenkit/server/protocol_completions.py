@@ -10,10 +10,17 @@ from qwenkit.server.protocol_chat import SamplingFields
 from qwenkit.server.protocol_common import Response, UsageInfo
 
 MAX_PROMPTS = 32
+# OpenAI's default for legacy completions: without it an empty prompt generates to the end of the context.
+DEFAULT_COMPLETION_TOKENS = 16
 PromptText = Annotated[str, Field(max_length=4 * 1024 * 1024)]
 
 
 class CompletionRequest(SamplingFields):
+    max_tokens: int | None = Field(
+        default=DEFAULT_COMPLETION_TOKENS,
+        ge=1,
+        description=f"Most tokens to generate; {DEFAULT_COMPLETION_TOKENS} when absent or null, as OpenAI.",
+    )
     prompt: PromptText | Annotated[list[PromptText], Field(min_length=1, max_length=MAX_PROMPTS)]
     suffix: str | None = None
     echo: bool = False

@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from qwenkit.chat.events import Event
 from qwenkit.engine.chat_run import ChatResult, TokenLogprob
 from qwenkit.engine.llm import LLM, ChatStream
-from qwenkit.engine.params import stop_strings
+from qwenkit.engine.params import logit_bias_pairs, stop_strings
 from qwenkit.errors import ModelNotFoundError, OverloadedError, QwenkitError, UsageError
 from qwenkit.server.auth import key_name_of
 from qwenkit.server.errors import error_body
@@ -80,6 +80,7 @@ def sampling_kwargs(req: SamplingFields, max_tokens: int | None) -> dict[str, An
         "max_tokens": max_tokens,
         "stop": stop_strings(req.stop),
         "ignore_eos": req.ignore_eos,
+        "logit_bias": logit_bias_pairs(req.logit_bias) if req.logit_bias else (),
     }
 
 

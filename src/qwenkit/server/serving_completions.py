@@ -16,8 +16,10 @@ from qwenkit.chat.events import ContentDelta, Done, ReasoningDelta
 from qwenkit.engine.chat_run import ChatResult, TokenLogprob
 from qwenkit.engine.llm import LLM, ChatStream
 from qwenkit.engine.params import ChatParams
+from qwenkit.engine.types import check_logit_bias
 from qwenkit.server.protocol_common import UsageInfo
 from qwenkit.server.protocol_completions import (
+    DEFAULT_COMPLETION_TOKENS,
     Completion,
     CompletionChoice,
     CompletionLogprobs,
@@ -130,13 +132,15 @@ async def create_completion(body: CompletionRequest, request: Request) -> Any:
     model = check_model(state, body.model)
     prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
     want_lp = body.logprobs is not None
+    max_tokens = body.max_tokens if body.max_tokens is not None else DEFAULT_COMPLETION_TOKENS
     params = ChatParams(
-        **sampling_kwargs(body, body.max_tokens), logprobs=want_lp, top_logprobs=body.logprobs or 0
+        **sampling_kwargs(body, max_tokens), logprobs=want_lp, top_logprobs=body.logprobs or 0
     )
+    check_logit_bias(params.logit_bias, state.llm.tokenizer.vocab_size)
     prompt_tokens = sum(len(state.llm.tokenizer.encode_text(p)) for p in prompts)
     room = max(0, state.llm.context_length - prompt_tokens)
     ticket = await state.admit(
-        request, prompt_tokens, len(prompts) * body.n * min(room, body.max_tokens or room)
+        request, prompt_tokens, len(prompts) * body.n * min(room, max_tokens)
     )
     run = RequestRun(request, state, ticket, "completions")
     run.prompt_text = "\n".join(prompts) + ("" if body.suffix is None else f"\n[suffix]{body.suffix}")

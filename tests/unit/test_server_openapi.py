@@ -1,0 +1,68 @@
+"""The OpenAPI document states the limits the server enforces (issue: fuzzers should send valid requests)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jsonschema
+import pytest
+
+from qwenkit.chat.messages import normalize_messages
+from qwenkit.errors import UsageError
+from qwenkit.server.app import create_app
+from qwenkit.server.openapi import MESSAGE_SCHEMA, token_id_pattern
+from qwenkit.server.settings import ServerSettings
+
+
+@pytest.mark.parametrize("vocab", [1, 2, 9, 10, 11, 99, 100, 101, 1000, 1001, 12345, 151665, 151936])
+def test_token_id_pattern_matches_exactly_the_vocabulary(vocab: int) -> None:
+    pattern = re.compile(token_id_pattern(vocab))
+    upper = max(3 * vocab, 2000) if vocab < 100_000 else vocab + 5000
+    accepted = [n for n in range(upper) if pattern.match(str(n))]
+    assert accepted == list(range(vocab))
+    assert not pattern.match("01") and not pattern.match("-1") and not pattern.match("")
+
+
+def test_max_tokens_states_the_context_limit() -> None:
+    schema = create_app(ServerSettings(context=2048)).openapi()["components"]["schemas"]
+    for name in ("ChatCompletionRequest", "CompletionRequest"):
+        branches = schema[name]["properties"]["max_tokens"]["anyOf"]
+        branch = next(b for b in branches if b.get("type") == "integer")
+        assert branch["maximum"] == 2047
+    assert schema["CompletionRequest"]["properties"]["max_tokens"]["default"] == 16
+
+
+VALID: list[Any] = [
+    {"role": "user", "content": "hi"},
+    {"role": "system", "content": [{"type": "text", "text": "a"}]},
+    {"role": "developer", "content": "x", "name": None},
+    {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function",
+                                                            "function": {"name": "f", "arguments": "{}"}}]},
+    {"role": "assistant", "content": "x", "reasoning_content": "r"},
+    {"role": "tool", "content": "42", "tool_call_id": "c"},
+]
+INVALID: list[Any] = [
+    {"content": "hi"},
+    {"role": "bad", "content": "hi"},
+    {"role": "user"},
+    {"role": "user", "content": 5},
+    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+    {"role": "assistant", "tool_calls": [{"function": {"name": ""}}]},
+    {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": 5}}]},
+    {"role": "tool", "content": "x", "tool_call_id": 5},
+]
+
+
+@pytest.mark.parametrize("message", VALID)
+def test_messages_the_schema_allows_are_accepted(message: dict[str, Any]) -> None:
+    jsonschema.validate(message, MESSAGE_SCHEMA)
+    normalize_messages([message])
+
+
+@pytest.mark.parametrize("message", INVALID)
+def test_messages_the_validator_refuses_are_outside_the_schema(message: dict[str, Any]) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(message, MESSAGE_SCHEMA)
+    with pytest.raises(UsageError):
+        normalize_messages([message])
