@@ -287,6 +287,18 @@ def test_grammar_constrains_output(backend: LlamaCppBackend) -> None:
     assert backend.tokenizer.decode(ids) in {"yes", "no"}
 
 
+def test_logit_bias_forces_and_bans_tokens(backend: LlamaCppBackend) -> None:
+    prompt = chat(backend, "Name a fruit.")
+    forced = backend.tokenizer.encode_text(" banana")[0]
+    params = SamplingParams(temperature=0.0, max_tokens=4, ignore_eos=True, logit_bias=((forced, 100.0),))
+    assert run(backend, prompt, params) == [forced] * 4
+    first = run(backend, prompt, SamplingParams(temperature=0.0, max_tokens=1))[0]
+    banned = SamplingParams(temperature=0.0, max_tokens=1, logit_bias=((first, -100.0),))
+    assert run(backend, prompt, banned) != [first]
+    with pytest.raises(UsageError):
+        backend.submit(prompt, SamplingParams(logit_bias=((backend.tokenizer.vocab_size, 1.0),)))
+
+
 def test_logprobs_describe_the_greedy_choice(backend: LlamaCppBackend) -> None:
     params = SamplingParams(temperature=0.0, max_tokens=4, logprobs=True, top_logprobs=3)
     handle = backend.submit(chat(backend, "Name a fruit."), params)

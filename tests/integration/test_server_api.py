@@ -146,6 +146,31 @@ def test_completions_with_suffix_and_echo(client: openai.OpenAI) -> None:
     assert echoed.usage is not None and echoed.usage.completion_tokens <= 4
 
 
+def test_completions_default_to_sixteen_tokens(client: openai.OpenAI) -> None:
+    """OpenAI's default for legacy completions: an empty prompt must not run to the end of the context."""
+    for prompt in ("", "Once upon a time"):
+        out = client.completions.create(model=MODEL, prompt=prompt, extra_body={"ignore_eos": True})
+        assert out.usage is not None and out.usage.completion_tokens == 16
+        assert out.choices[0].finish_reason == "length"
+
+
+def test_logit_bias_forces_and_bans_tokens(client: openai.OpenAI, tiny_llm: LLM) -> None:
+    forced = tiny_llm.tokenizer.encode_text(" banana")[0]
+    out = client.chat.completions.create(
+        model=MODEL,
+        messages=USER,
+        max_tokens=5,
+        logit_bias={str(forced): 100},
+        extra_body={"ignore_eos": True},
+    )
+    assert out.choices[0].message.content == tiny_llm.tokenizer.decode([forced] * 5)
+    plain = tiny_llm.complete("x", max_tokens=2, temperature=0.0, logprobs=True).logprobs or ()
+    first = plain[0].token_id
+    ban = {str(first): -100}
+    banned = tiny_llm.complete("x", max_tokens=2, temperature=0.0, logprobs=True, logit_bias=ban)
+    assert (banned.logprobs or ())[0].token_id != first
+
+
 def test_logprobs_have_openai_shape(client: openai.OpenAI) -> None:
     reply = client.chat.completions.create(
         model=MODEL, messages=USER, max_tokens=3, logprobs=True, top_logprobs=2

@@ -33,6 +33,7 @@ TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
 EXAMPLES = {"/v1/chat/completions": 100, "/v1/completions": 100, "/tokenize": 150, "/detokenize": 150}
 DEFAULT_EXAMPLES = 120
 MIN_TOTAL_CASES = 1000
+MIN_POSITIVE_ACCEPTED = 0.95  # measured: 236 of 240 positive cases (the rest: prompts over the context)
 CHECK_NAMES = (
     "not_a_server_error",
     "status_code_conformance",
@@ -77,7 +78,9 @@ def cap_generation(path: str, body: Any) -> None:
         body["max_tokens"] = MAX_TOKENS
 
 
-def _fuzz_operation(operation: Any, mode: GenerationMode, base_url: str, counts: Counter[int]) -> None:
+def _fuzz_operation(
+    operation: Any, mode: GenerationMode, base_url: str, counts: Counter[int], accepted: Counter[bool]
+) -> None:
     checks = [CHECKS.get_one(name) for name in CHECK_NAMES]
 
     @given(case=operation.as_strategy(generation_mode=mode))
@@ -92,6 +95,8 @@ def _fuzz_operation(operation: Any, mode: GenerationMode, base_url: str, counts:
         cap_generation(operation.path, case.body)
         response = case.call(base_url=base_url, timeout=120)
         counts[response.status_code] += 1
+        if mode is GenerationMode.POSITIVE:
+            accepted[response.status_code < 400] += 1
         case.validate_response(response, checks=checks)
 
     run()
@@ -114,10 +119,14 @@ def test_every_operation_conforms_to_its_schema(server: LiveServer) -> None:
     paths = {op.path for op in operations}
     assert GENERATING | {"/health", "/v1/models", "/tokenize", "/detokenize"} <= paths
     counts: Counter[int] = Counter()
+    accepted: Counter[bool] = Counter()
     for operation in operations:
         for mode in _modes(operation):
-            _fuzz_operation(operation, mode, server.base_url, counts)
+            _fuzz_operation(operation, mode, server.base_url, counts, accepted)
     total = sum(counts.values())
     assert total >= MIN_TOTAL_CASES, f"only {total} cases ran: {dict(counts)}"
     assert not [status for status in counts if status >= 500], dict(counts)
     assert counts[200] > 0 and sum(n for s, n in counts.items() if 400 <= s < 500) > 0, dict(counts)
+    # The schema states the limits validation enforces, so what it calls valid is (nearly) always
+    # accepted; what it cannot state (a prompt longer than the context) stays a rare 400.
+    assert accepted[True] >= MIN_POSITIVE_ACCEPTED * sum(accepted.values()), dict(accepted)

@@ -28,12 +28,13 @@ from qwenkit.server.auth import PUBLIC_PATHS, ApiKeyMiddleware, load_api_keys
 from qwenkit.server.errors import install_error_handlers
 from qwenkit.server.logs import configure_logging
 from qwenkit.server.middleware import BodyGuardMiddleware, RequestContextMiddleware
-from qwenkit.server.openapi import state_model_limits
+from qwenkit.server.openapi import ModelLimits, state_model_limits
 from qwenkit.server.playground import mount_playground
 from qwenkit.server.protocol_common import ErrorResponse, HealthResponse, ModelCard, ModelList
 from qwenkit.server.serving_common import check_model, server_state
 from qwenkit.server.settings import ServerSettings
 from qwenkit.server.state import ServerState, model_identity
+from qwenkit.server.structured import GRAMMAR_BACKENDS
 
 log = logging.getLogger("qwenkit.server")
 
@@ -117,9 +118,12 @@ def create_app(settings: ServerSettings | None = None, llm: LLM | None = None) -
     app.state.server = None
     install_error_handlers(app)
     if llm is not None:
-        state_model_limits(app, llm.context_length, llm.tokenizer.vocab_size)
+        names = model_identity(llm, settings.model, settings.served_model_name).names
+        grammar = llm.backend.name in GRAMMAR_BACKENDS
+        limits = ModelLimits(llm.context_length, llm.tokenizer.vocab_size, names, grammar)
+        state_model_limits(app, limits)
     else:
-        state_model_limits(app, settings.context, None)
+        state_model_limits(app, ModelLimits(settings.context))
     _add_probes(app)
     for module in (serving_chat, serving_completions, serving_tokens):
         app.include_router(module.router)

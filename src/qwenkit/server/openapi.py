@@ -8,6 +8,7 @@ limits that depend on the loaded model, such as ``max_tokens`` below the context
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -127,25 +128,68 @@ def _cap_tokens(schema: dict[str, Any], context_length: int) -> None:
                     branch["maximum"] = context_length - 1  # the prompt takes at least one token
 
 
+@dataclass(frozen=True)
+class ModelLimits:
+    """What the loaded model allows: context, vocabulary, the names it answers to (None: unknown yet)."""
+
+    context_length: int
+    vocab_size: int | None = None
+    model_names: frozenset[str] | None = None
+    grammar: bool = True  # constrained decoding: response_format and forced tool_choice
+
+
+def _schemas(schema: dict[str, Any]) -> dict[str, Any]:
+    return schema.get("components", {}).get("schemas", {})  # type: ignore[no-any-return]
+
+
 def _exact_token_ids(schema: dict[str, Any], vocab_size: int) -> None:
     pattern = token_id_pattern(vocab_size)
     for name in GENERATING_REQUESTS:
-        prop = schema.get("components", {}).get("schemas", {}).get(name, {}).get("properties", {})
+        prop = _schemas(schema).get(name, {}).get("properties", {})
         for branch in prop.get("logit_bias", {}).get("anyOf", []):
             if "propertyNames" in branch:
                 branch["propertyNames"] = {"pattern": pattern}
+    tokens = _schemas(schema).get("DetokenizeRequest", {}).get("properties", {}).get("tokens", {})
+    if "items" in tokens:
+        tokens["items"]["maximum"] = vocab_size - 1
 
 
-def state_model_limits(app: FastAPI, context_length: int, vocab_size: int | None) -> None:
+def _model_names(schema: dict[str, Any], names: frozenset[str]) -> None:
+    allowed = sorted(names)
+    for component in _schemas(schema).values():
+        prop = component.get("properties", {}).get("model")
+        if prop is not None and any(b.get("type") == "string" for b in prop.get("anyOf", [])):
+            prop["anyOf"] = [{"type": "string", "enum": allowed}, {"type": "null"}]
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for param in operation.get("parameters", []):
+                if param.get("in") == "path" and param.get("name") == "model_id":
+                    param["schema"] = {"type": "string", "enum": allowed}
+
+
+def _without_grammar(schema: dict[str, Any]) -> None:
+    """A backend without constrained decoding takes only plain text output and unforced tool calls."""
+    chat = _schemas(schema).get("ChatCompletionRequest", {}).get("properties", {})
+    if "response_format" in chat:
+        chat["response_format"] = {"anyOf": [{"$ref": "#/components/schemas/TextFormat"}, {"type": "null"}]}
+    if "tool_choice" in chat:
+        chat["tool_choice"] = {"anyOf": [{"type": "string", "enum": ["none", "auto"]}, {"type": "null"}]}
+
+
+def state_model_limits(app: FastAPI, limits: ModelLimits) -> None:
     """Make ``app.openapi()`` carry the limits of the model it serves."""
     generate: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = generate()
-            _cap_tokens(schema, context_length)
-            if vocab_size is not None:
-                _exact_token_ids(schema, vocab_size)
+            _cap_tokens(schema, limits.context_length)
+            if limits.vocab_size is not None:
+                _exact_token_ids(schema, limits.vocab_size)
+            if limits.model_names:
+                _model_names(schema, limits.model_names)
+            if not limits.grammar:
+                _without_grammar(schema)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -8,6 +8,7 @@ from qwenkit.server.protocol_chat import (
     ChatCompletionRequest,
     JSONSchemaFormat,
     NamedToolChoice,
+    TokenizeRequest,
     ToolDef,
 )
 from qwenkit.server.protocol_common import (
@@ -16,7 +17,6 @@ from qwenkit.server.protocol_common import (
     ErrorResponse,
     ModelCard,
     ModelList,
-    TokenizeRequest,
     TokenizeResponse,
     UsageInfo,
 )

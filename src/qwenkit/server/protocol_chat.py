@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from qwenkit.engine.stops import MAX_STOP_LENGTH, MAX_STOP_STRINGS
 from qwenkit.server.openapi import TOKEN_ID_PATTERN, logit_bias_schema, message_list_schema
@@ -108,6 +108,18 @@ class SamplingFields(StrictRequest):
 
 
 class ChatCompletionRequest(SamplingFields):
+    # top_logprobs > 0 needs logprobs: true (checked in serving_chat); stated for clients and fuzzers.
+    model_config = ConfigDict(
+        extra="ignore",
+        strict=True,
+        json_schema_extra={
+            "if": {
+                "required": ["top_logprobs"],
+                "properties": {"top_logprobs": {"type": "integer", "minimum": 1}},
+            },
+            "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+        },
+    )
     messages: Annotated[list[dict[str, Any]], message_list_schema(MAX_MESSAGES)] = Field(
         min_length=1, max_length=MAX_MESSAGES
     )
@@ -193,3 +205,32 @@ class ChatCompletionChunk(Response):
     model: str
     choices: list[ChatChunkChoice]
     usage: UsageInfo | None = None
+
+
+NULL: dict[str, Any] = {"type": "null"}
+
+
+class TokenizeRequest(StrictRequest):
+    """vLLM's /tokenize: either ``prompt`` (plain text) or ``messages`` (rendered by the chat template)."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        strict=True,
+        json_schema_extra={  # exactly one of the two (a null counts as absent)
+            "oneOf": [
+                {"required": ["prompt"], "properties": {"prompt": {"type": "string"}, "messages": NULL}},
+                {"required": ["messages"], "properties": {"messages": {"type": "array"}, "prompt": NULL}},
+            ]
+        },
+    )
+
+    model: str | None = Field(default=None, max_length=1024)
+    prompt: str | None = None
+    messages: Annotated[list[dict[str, Any]], message_list_schema()] | None = Field(
+        default=None, min_length=1
+    )
+    add_generation_prompt: bool = True
+    add_special_tokens: bool = True
+    tools: list[ToolDef] | None = Field(default=None, max_length=MAX_TOOLS)
+    enable_thinking: bool | None = None
+    return_token_strs: bool = False

@@ -6,14 +6,28 @@ OpenAPI document describes what the server really sends.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from qwenkit.server.openapi import message_list_schema
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_N = 8
 MAX_TOKEN_IDS = 1_000_000
+
+
+def _integral(value: Any) -> Any:
+    """JSON has one number type: ``2.0`` is the integer 2, as JSON Schema's "integer" says."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def _holds_int(annotation: Any) -> bool:
+    """``int``, ``int | None``, ``list[int]``, ``Annotated[int, ...]``: fields whose JSON numbers are ints."""
+    if annotation is int:
+        return True
+    return any(_holds_int(arg) for arg in get_args(annotation))
 
 
 class Request(BaseModel):
@@ -23,9 +37,18 @@ class Request(BaseModel):
 
 
 class StrictRequest(Request):
-    """Strict types: ``"0.5"`` is not a number and ``1`` is not a boolean, as in OpenAI's API."""
+    """Strict types: ``"0.5"`` is not a number and ``1`` is not a boolean, as in OpenAI's API; but
+    ``2.0`` is the integer 2 (JSON has one number type), so integer fields take integral floats."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_floats(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        names = [n for n, f in cls.model_fields.items() if _holds_int(f.annotation) and n in data]
+        return {**data, **{n: _integral(data[n]) for n in names}} if names else data
 
 
 class Response(BaseModel):
@@ -92,21 +115,6 @@ class ModelList(Response):
     data: list[ModelCard]
 
 
-class TokenizeRequest(StrictRequest):
-    """vLLM's /tokenize: either ``prompt`` (plain text) or ``messages`` (rendered by the chat template)."""
-
-    model: str | None = None
-    prompt: str | None = None
-    messages: Annotated[list[dict[str, Any]], message_list_schema()] | None = Field(
-        default=None, min_length=1
-    )
-    add_generation_prompt: bool = True
-    add_special_tokens: bool = True
-    tools: list[dict[str, Any]] | None = None
-    enable_thinking: bool | None = None
-    return_token_strs: bool = False
-
-
 class TokenizeResponse(Response):
     count: int
     max_model_len: int
@@ -116,7 +124,7 @@ class TokenizeResponse(Response):
 
 class DetokenizeRequest(StrictRequest):
     model: str | None = None
-    tokens: list[int] = Field(max_length=MAX_TOKEN_IDS)
+    tokens: list[Annotated[int, Field(ge=0)]] = Field(max_length=MAX_TOKEN_IDS)
 
 
 class DetokenizeResponse(Response):

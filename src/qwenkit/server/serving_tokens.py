@@ -11,12 +11,8 @@ from fastapi import APIRouter, Request
 from qwenkit.chat.encode import encode_chat
 from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.errors import UsageError
-from qwenkit.server.protocol_common import (
-    DetokenizeRequest,
-    DetokenizeResponse,
-    TokenizeRequest,
-    TokenizeResponse,
-)
+from qwenkit.server.protocol_chat import TokenizeRequest
+from qwenkit.server.protocol_common import DetokenizeRequest, DetokenizeResponse, TokenizeResponse
 from qwenkit.server.serving_chat import ERRORS
 from qwenkit.server.serving_common import check_model, server_state
 
@@ -38,7 +34,7 @@ async def tokenize(body: TokenizeRequest, request: Request) -> TokenizeResponse:
         encoded = encode_chat(
             body.messages,
             llm.tokenizer,
-            tools=body.tools,
+            tools=None if body.tools is None else [t.model_dump(exclude_none=True) for t in body.tools],
             enable_thinking=body.enable_thinking,
             add_generation_prompt=body.add_generation_prompt,
             template=llm.template,  # the template the model was loaded with
