@@ -136,3 +136,13 @@ def tiny_qwen2_dir(tiny_models_root: Path, qwen3_tokenizer_dir: Path) -> Path:
     return _build_tiny_model(
         tiny_models_root, "qwen2.5-0.5b-instruct", qwen3_tokenizer_dir, template=builtin_template("qwen2.5")
     )
+
+
+@pytest.fixture(scope="session")
+def qwen3_vocab_gguf(tmp_path_factory: pytest.TempPathFactory, qwen3_tokenizer_dir: Path) -> Path:
+    """A vocab-only Qwen3 GGUF (no weights) built from the real Qwen3 tokenizer files with gguf's writer."""
+    from _gguf_vocab import write_vocab_gguf
+
+    out = tmp_path_factory.mktemp("vocab-gguf") / "qwen3-vocab.gguf"
+    # Qwen3's config.json has "vocab_size": 151936; the converter pads the token list to it.
+    return write_vocab_gguf(qwen3_tokenizer_dir, out, vocab_size=151936)
