@@ -187,3 +187,43 @@ def test_decode_speed_of_an_moe_reads_only_active_experts():
 def test_decode_speed_rejects_bad_bandwidth():
     with pytest.raises(UsageError):
         estimate_decode_speed(QWEN25_05B, get_quant("q8_0"), 0)
+
+
+# Qwen3-Next-80B-A3B: 48 layers, every fourth full attention (12), the others Gated DeltaNet.
+QWEN3_NEXT = Architecture(
+    layers=48, hidden_size=2048, num_attention_heads=16, num_kv_heads=2, head_dim=256,
+    intermediate_size=5120, vocab_size=151936, tied_embeddings=False, qkv_bias=False, qk_norm=True,
+    num_experts=512, num_active_experts=10, moe_intermediate_size=512, shared_expert_intermediate_size=512,
+    attn_output_gate=True, full_attention_interval=4, linear_num_key_heads=16, linear_num_value_heads=32,
+    linear_key_head_dim=128, linear_value_head_dim=128, linear_conv_kernel_dim=4,
+)
+
+
+def test_hybrid_kv_cache_counts_full_attention_layers_and_a_fixed_state():
+    per_token = 2 * 12 * 2 * 256 * 2  # K and V x 12 full layers x 2 kv heads x 256 x bf16 = 24 KiB
+    assert QWEN3_NEXT.kv_bytes_per_token(2.0) == per_token == 24 * 1024
+    # 36 linear layers x (conv: 3 x (2 x 16 x 128 + 32 x 128) + state: 32 x 128 x 128), f32
+    state = 36 * (3 * 8192 + 32 * 128 * 128) * 4
+    assert QWEN3_NEXT.recurrent_state_bytes() == state
+    assert kv_cache_bytes(QWEN3_NEXT, 4096) == per_token * 4096 + state
+    assert kv_cache_bytes(QWEN3_NEXT, 4096, parallel=3) == 3 * (per_token * 4096 + state)
+    # the same model with softmax attention in every layer would cache 4x as much per token
+    assert kv_cache_bytes(QWEN3_NEXT, 65536) < 48 * 2 * 2 * 256 * 2 * 65536 / 3
+
+
+def test_hybrid_tensors_and_decode_reads():
+    specs = tensor_specs(QWEN3_NEXT)
+    assert sum(s.n_elements for s in specs) == QWEN3_NEXT.parameter_count()
+    kinds = {s.kind for s in specs if s.layer == 0} | {s.kind for s in specs if s.layer == 3}
+    assert {"ssm_in", "ssm_conv1d", "ssm_out", "attn_q", "attn_output"} <= kinds
+    assert [s.layer for s in specs if s.kind == "attn_q"] == list(range(3, 48, 4))
+    assert next(s.n_elements for s in specs if s.kind == "attn_q") == 2048 * 2 * 16 * 256  # with the gate
+    quant = get_quant("q4_k_m")
+    conv = next(s for s in specs if s.kind == "ssm_conv1d")
+    assert not conv.is_matrix  # llama.cpp keeps the conv kernel in f32
+    empty = estimate_decode_speed(QWEN3_NEXT, quant, 100e9)
+    filled = estimate_decode_speed(QWEN3_NEXT, quant, 100e9, context_tokens=1000)
+    assert filled.bytes_per_token - empty.bytes_per_token == 24 * 1024 * 1000
+    parts = weight_bytes(QWEN3_NEXT, quant)
+    read = parts.output + parts.blocks + parts.experts * 10 / 512
+    assert empty.bytes_per_token == pytest.approx(read + QWEN3_NEXT.recurrent_state_bytes())

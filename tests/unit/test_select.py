@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
 import pytest
 
 import qwenkit.cli.select_cmd  # noqa: F401  registers the command
-from qwenkit.catalog import load_catalog
+from qwenkit.catalog import Specialisation, Thinking, ToolFormat, Variant, load_catalog
+from qwenkit.catalog.estimate import weight_bytes
 from qwenkit.catalog.hardware import CpuInfo, GpuInfo, HardwareInfo
 from qwenkit.catalog.select import (
     TASKS,
+    TEXT_GENERATION_SPECIALISATIONS,
     SelectRequest,
     effective_params,
     parse_memory,
@@ -51,6 +54,74 @@ def test_parse_memory_rejects_garbage_with_a_usage_error(text):
 
 def test_every_task_of_the_issue_has_rules():
     assert set(TASKS) == {"chat", "code", "math", "reasoning", "vision", "audio", "multilingual"}
+    assert {name for name, rule in TASKS.items() if rule.media} == {"vision", "audio"}
+
+
+TEXT_TASKS = ("chat", "code", "math", "reasoning", "multilingual")
+
+
+def _retrieval_model(spec: Specialisation, model_id: str) -> Variant:
+    """An embedding / reranker entry shaped like the Qwen3 models they are built on."""
+    base = load_catalog().get("qwen3-0.6b")
+    return dataclasses.replace(base, id=model_id, display_name=model_id, hf_repo=f"Qwen/{model_id}",
+                               specialisation=spec, thinking=Thinking.NONE, tool_format=ToolFormat.NONE,
+                               sampling={"default": base.sampling["non_thinking"]})
+
+
+@pytest.mark.parametrize("task", TEXT_TASKS)
+def test_embedding_and_reranker_models_are_never_recommended_for_text_tasks(task):
+    retrieval = [_retrieval_model(Specialisation.EMBEDDING, "qwen3-embedding-0.6b"),
+                 _retrieval_model(Specialisation.RERANKER, "qwen3-reranker-0.6b")]
+    alone = select(retrieval, SelectRequest(task, "cpu", 64 * GB, 200 * GB, 4096))
+    assert alone.recommendations == () and alone.message == f"no model in the catalog suits --task {task}"
+    mixed = select([*retrieval, *load_catalog().all()], SelectRequest(task, "cpu", 64 * GB, 200 * GB, 4096))
+    assert mixed.recommendations and not {r.variant.id for r in mixed.recommendations} & {
+        "qwen3-embedding-0.6b", "qwen3-reranker-0.6b"}
+    assert Specialisation.EMBEDDING not in TEXT_GENERATION_SPECIALISATIONS
+    assert Specialisation.RERANKER not in TEXT_GENERATION_SPECIALISATIONS
+
+
+@pytest.mark.parametrize("task", TEXT_TASKS)
+def test_text_tasks_get_only_generative_text_models(task):
+    req = SelectRequest(task, "cuda", 2000 * GB, 4800 * GB, 4096, compute_capability=(9, 0), limit=200)
+    for rec in select(load_catalog().all(), req).recommendations:
+        assert rec.variant.specialisation in TEXT_GENERATION_SPECIALISATIONS and rec.variant.instruct
+
+
+def test_code_prefers_qwen3_coder_when_it_fits():
+    req = SelectRequest("code", "cuda", 1000 * GB, 4800 * GB, 8192, compute_capability=(9, 0))
+    first = select(load_catalog().all(), req).recommendations[0]
+    assert first.variant.id == "qwen3-coder-480b-a35b-instruct" and first.tier == 0
+    assert first.thinking is None  # non-thinking only: nothing to switch
+
+
+def test_a_qwen35_runs_its_language_model_on_llama_cpp_for_text_and_whole_for_images():
+    variants = [load_catalog().get("qwen3.5-27b")]
+    text = select(variants, SelectRequest("chat", "cpu", 64 * GB, 200 * GB, 8192)).recommendations[0]
+    assert text.option.backend == "llamacpp"
+    image = select(variants, SelectRequest("vision", "cpu", 128 * GB, 200 * GB, 8192)).recommendations[0]
+    assert image.option.backend == "transformers"
+    assert text.thinking is None and image.thinking is None  # a hybrid: chat/vision leave the switch alone
+    # the GGUF path loads no vision tower: its weights are the language model's alone
+    language_model = variants[0].arch.shrunk(encoder_params=0)
+    assert text.memory.weights == weight_bytes(language_model, text.option.quant).total
+    assert text.memory.weights < weight_bytes(variants[0].arch, text.option.quant).total
+
+
+def test_thinking_only_models_are_marked_thinking():
+    req = SelectRequest("chat", "cuda", 400 * GB, 4800 * GB, 8192, compute_capability=(9, 0), limit=50)
+    recs = {r.variant.id: r for r in select(load_catalog().all(), req).recommendations}
+    assert recs["qwen3-next-80b-a3b-thinking"].thinking is True
+    assert recs["qwen3-8b"].thinking is None  # hybrid, and chat does not ask for thinking
+
+
+def test_hybrid_models_kv_cache_grows_with_full_attention_layers_only():
+    nxt = load_catalog().get("qwen3-next-80b-a3b-thinking")
+    req = SelectRequest("reasoning", "cuda", 400 * GB, 4800 * GB, 8192, compute_capability=(9, 0), limit=50)
+    short = {r.variant.id: r for r in select([nxt], req).recommendations}[nxt.id]
+    long = select([nxt], dataclasses.replace(req, context=65536)).recommendations[0]
+    per_token = 2 * 12 * 2 * 256 * 2  # K and V x 12 full-attention layers x 2 kv heads x 256 x bf16
+    assert long.memory.kv_cache - short.memory.kv_cache == per_token * (65536 - 8192)
 
 
 def test_code_on_a_4gb_cpu_ranks_a_small_quantized_coder_first(capsys):
@@ -66,19 +137,21 @@ def test_code_on_a_4gb_cpu_ranks_a_small_quantized_coder_first(capsys):
         assert rec["tokens_per_s"] > 0 and rec["why"]
 
 
-def test_vision_recommends_qwen25_vl(capsys):
+def test_vision_recommends_the_newest_vision_models(capsys):
     code, out = run_json(capsys, "--task", "vision", "--device", "cpu", "--memory", "16GB")
     assert code == 0
     first = out["recommendations"][0]
-    assert first["id"].startswith("qwen2.5-vl-")
-    assert first["backend"] == "transformers"  # no GGUF path for VL
+    assert first["id"].startswith(("qwen3-vl-", "qwen3.5-"))  # Qwen3-VL and Qwen3.5 before Qwen2.5-VL
+    assert all(r["backend"] == "transformers" for r in out["recommendations"])  # images: no GGUF path
 
 
 def test_reasoning_in_1gb_says_clearly_that_nothing_fits_and_what_would(capsys):
+    smallest_thinkers = {"qwen3-0.6b", "qwen3-1.7b", "qwen3.5-0.8b"}
     code, out = run_json(capsys, "--task", "reasoning", "--device", "cpu", "--memory", "1GB")
     if out["recommendations"]:
         assert code == 0
-        assert out["recommendations"][0]["id"] in {"qwen3-0.6b", "qwen3-1.7b"}
+        assert out["recommendations"][0]["id"] in smallest_thinkers
+        assert out["recommendations"][0]["thinking"] is True
         return
     assert code == 1
     message = out["message"]
@@ -88,18 +161,19 @@ def test_reasoning_in_1gb_says_clearly_that_nothing_fits_and_what_would(capsys):
     # the suggested budget is enough for the smallest suitable model
     code, out = run_json(capsys, "--task", "reasoning", "--device", "cpu", "--memory", suggested.group(1))
     assert code == 0
-    assert out["recommendations"][0]["id"] in {"qwen3-0.6b", "qwen3-1.7b"}
+    assert out["recommendations"][0]["id"] in smallest_thinkers
     shorter = re.search(r"--context (\d+)", message)
     if shorter:
         args = ("--task", "reasoning", "--device", "cpu", "--memory", "1GB", "--context", shorter.group(1))
         code, out = run_json(capsys, *args)
-        assert code == 0 and out["recommendations"][0]["id"] == "qwen3-0.6b"
+        assert code == 0 and out["recommendations"][0]["id"] in smallest_thinkers
 
 
 def test_nothing_fits_prints_the_message_and_exits_1(capsys):
     assert main(["select", "--task", "audio", "--device", "cpu", "--memory", "2GB"]) == 1
     err = capsys.readouterr().err
-    assert "nothing fits" in err and "qwen2-audio-7b-instruct" in err
+    # Qwen2-Audio's full multi-head KV cache (32 layers x 32 heads) makes the Omni thinker smaller
+    assert "nothing fits" in err and "qwen2.5-omni-7b" in err
 
 
 def test_a_context_no_model_supports_is_explained(capsys):

@@ -9,7 +9,7 @@ the tower's output into the language model's hidden size (``text_hidden``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +84,54 @@ def qwen2_5_vl_vision(
     )
 
 
+def qwen3_vl_vision(
+    *,
+    text_hidden: int,
+    hidden_size: int,
+    depth: int,
+    intermediate_size: int,
+    num_position_embeddings: int,
+    deepstack_visual_indexes: Sequence[int] = (),
+    in_channels: int = 3,
+    patch_size: int = 16,
+    temporal_patch_size: int = 2,
+    spatial_merge_size: int = 2,
+) -> int:
+    """Qwen3-VL / Qwen3.5 ViT: Conv3d with bias, learned position table, LayerNorm blocks with a fused
+    qkv and a GELU MLP (all with bias); the 2x2 merger (LayerNorm before merging) and one more merger
+    per DeepStack layer (LayerNorm over the merged features), each projecting into the LLM."""
+    block = (
+        2 * 2 * hidden_size  # norm1, norm2 (weight + bias)
+        + _linear(hidden_size, 3 * hidden_size)
+        + _linear(hidden_size, hidden_size)
+        + _linear(hidden_size, intermediate_size)
+        + _linear(intermediate_size, hidden_size)
+    )
+    merged = hidden_size * spatial_merge_size**2
+    merger = _patch_merger(hidden_size, spatial_merge_size, text_hidden, norm_params=2 * hidden_size)
+    deepstack = _patch_merger(hidden_size, spatial_merge_size, text_hidden, norm_params=2 * merged)
+    return (
+        _patch_embed(in_channels, temporal_patch_size, patch_size, hidden_size)
+        + hidden_size  # patch_embed bias
+        + num_position_embeddings * hidden_size
+        + depth * block
+        + merger
+        + len(deepstack_visual_indexes) * deepstack
+    )
+
+
+def _whisper_layer(d_model: int, ffn_dim: int) -> int:
+    """Pre-LN Whisper encoder layer: attention (k_proj without bias), GELU MLP, two LayerNorms."""
+    attention = _linear(d_model, d_model, bias=False) + 3 * _linear(d_model, d_model)
+    mlp = _linear(d_model, ffn_dim) + _linear(ffn_dim, d_model)
+    return attention + mlp + 2 * 2 * d_model
+
+
+def _whisper_convs(num_mel_bins: int, d_model: int) -> int:
+    """Two Conv1d with kernel 3 and bias over the mel spectrogram."""
+    return _linear(num_mel_bins * 3, d_model) + _linear(d_model * 3, d_model)
+
+
 def whisper_audio(
     *,
     text_hidden: int,
@@ -95,15 +143,30 @@ def whisper_audio(
 ) -> int:
     """Qwen2-Audio's Whisper-large-v3 encoder plus its linear projector.
 
-    Two Conv1d (kernel 3, bias), a position table, per layer LayerNorm-attention (k_proj has no
-    bias) and LayerNorm-GELU MLP, a final LayerNorm; then Linear(d_model, text_hidden).
+    Two Conv1d, a learned position table, the encoder layers, a final LayerNorm; then
+    Linear(d_model, text_hidden).
     """
-    convs = _linear(num_mel_bins * 3, d_model) + _linear(d_model * 3, d_model)
-    attention = _linear(d_model, d_model, bias=False) + 3 * _linear(d_model, d_model)
-    mlp = _linear(d_model, encoder_ffn_dim) + _linear(encoder_ffn_dim, d_model)
-    layer = attention + 2 * 2 * d_model + mlp  # two LayerNorms
-    encoder = convs + max_source_positions * d_model + encoder_layers * layer + 2 * d_model
+    encoder = (
+        _whisper_convs(num_mel_bins, d_model)
+        + max_source_positions * d_model
+        + encoder_layers * _whisper_layer(d_model, encoder_ffn_dim)
+        + 2 * d_model
+    )
     return encoder + _linear(d_model, text_hidden)
+
+
+def qwen2_5_omni_audio(
+    *, text_hidden: int, d_model: int, encoder_layers: int, encoder_ffn_dim: int, num_mel_bins: int
+) -> int:
+    """Qwen2.5-Omni's audio tower: Whisper convs and layers with sinusoidal (unlearned) positions,
+    an audio BOS/EOS embedding in the LLM's width, ``ln_post`` and a projection into the LLM."""
+    return (
+        _whisper_convs(num_mel_bins, d_model)
+        + 2 * text_hidden  # audio_bos_eos_token
+        + encoder_layers * _whisper_layer(d_model, encoder_ffn_dim)
+        + 2 * d_model  # ln_post
+        + _linear(d_model, text_hidden)
+    )
 
 
 @dataclass(frozen=True)
@@ -127,11 +190,22 @@ ENCODER_KINDS: Mapping[str, EncoderKind] = {
              "temporal_patch_size", "spatial_merge_size"}
         ),
     ),
+    "qwen3-vl-vision": EncoderKind(
+        qwen3_vl_vision,
+        frozenset(
+            {"hidden_size", "depth", "intermediate_size", "num_position_embeddings",
+             "deepstack_visual_indexes", "in_channels", "patch_size", "temporal_patch_size",
+             "spatial_merge_size"}
+        ),
+    ),
     "whisper-audio": EncoderKind(
         whisper_audio,
         frozenset(
             {"d_model", "encoder_layers", "encoder_ffn_dim", "num_mel_bins", "max_source_positions"}
         ),
+    ),
+    "qwen2.5-omni-audio": EncoderKind(
+        qwen2_5_omni_audio, frozenset({"d_model", "encoder_layers", "encoder_ffn_dim", "num_mel_bins"})
     ),
 }
 

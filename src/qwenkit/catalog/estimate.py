@@ -38,18 +38,33 @@ class TensorSpec:
         return self.ne0 > 0 and self.group in ("embedding", "output", "block", "expert")
 
 
-def _layer_tensors(arch: Architecture, i: int) -> Iterator[TensorSpec]:
+def _attention_tensors(arch: Architecture, i: int) -> Iterator[TensorSpec]:
     h, q, kv = arch.hidden_size, arch.num_attention_heads * arch.head_dim, arch.num_kv_heads * arch.head_dim
-    yield TensorSpec("attn_norm", i, h, 0, "block")
-    yield TensorSpec("ffn_norm", i, h, 0, "block")
-    yield TensorSpec("attn_q", i, h * q, h, "block")
+    q_out = 2 * q if arch.attn_output_gate else q  # gated attention: q_proj also yields the gate
+    yield TensorSpec("attn_q", i, h * q_out, h, "block")
     yield TensorSpec("attn_k", i, h * kv, h, "block")
     yield TensorSpec("attn_v", i, h * kv, h, "block")
     yield TensorSpec("attn_output", i, q * h, q, "block")
     if arch.qkv_bias:
-        yield TensorSpec("attn_qkv_bias", i, q + 2 * kv, 0, "block")
+        yield TensorSpec("attn_qkv_bias", i, q_out + 2 * kv, 0, "block")
     if arch.qk_norm:
         yield TensorSpec("attn_qk_norm", i, 2 * arch.head_dim, 0, "block")
+
+
+def _linear_attention_tensors(arch: Architecture, i: int) -> Iterator[TensorSpec]:
+    """Gated DeltaNet. llama.cpp keeps the conv kernel, A, dt and the norm in f32 (1-D here)."""
+    h, heads = arch.hidden_size, arch.linear_num_value_heads
+    key = arch.linear_num_key_heads * arch.linear_key_head_dim
+    value = heads * arch.linear_value_head_dim
+    yield TensorSpec("ssm_in", i, h * (2 * key + 2 * value + 2 * heads), h, "block")
+    yield TensorSpec("ssm_conv1d", i, (2 * key + value) * arch.linear_conv_kernel_dim, 0, "block")
+    yield TensorSpec("ssm_a_dt", i, 2 * heads, 0, "block")
+    yield TensorSpec("ssm_norm", i, arch.linear_value_head_dim, 0, "block")
+    yield TensorSpec("ssm_out", i, value * h, value, "block")
+
+
+def _mlp_tensors(arch: Architecture, i: int) -> Iterator[TensorSpec]:
+    h = arch.hidden_size
     if not arch.is_moe:
         inter = arch.intermediate_size
         yield TensorSpec("ffn_gate", i, h * inter, h, "block")
@@ -67,6 +82,14 @@ def _layer_tensors(arch: Architecture, i: int) -> Iterator[TensorSpec]:
         yield TensorSpec("ffn_gate_shexp", i, h * shared, h, "block")
         yield TensorSpec("ffn_up_shexp", i, h * shared, h, "block")
         yield TensorSpec("ffn_down_shexp", i, shared * h, shared, "block")
+
+
+def _layer_tensors(arch: Architecture, i: int) -> Iterator[TensorSpec]:
+    yield TensorSpec("attn_norm", i, arch.hidden_size, 0, "block")
+    yield TensorSpec("ffn_norm", i, arch.hidden_size, 0, "block")
+    mixer = _attention_tensors if arch.is_full_attention(i) else _linear_attention_tensors
+    yield from mixer(arch, i)
+    yield from _mlp_tensors(arch, i)
 
 
 def tensor_specs(arch: Architecture, *, separate_output: bool | None = None) -> list[TensorSpec]:
@@ -150,8 +173,10 @@ def weight_bytes(arch: Architecture, quant: Quant, *, tied_output_copy: bool = T
 
 
 def kv_cache_bytes(arch: Architecture, context: int, parallel: int = 1, bytes_per_value: float = 2.0) -> int:
-    """K and V for ``parallel`` sequences of ``context`` tokens: 2 x layers x kv heads x head dim x bytes."""
-    return int(arch.kv_bytes_per_token(bytes_per_value) * context * parallel)
+    """K and V for ``parallel`` sequences of ``context`` tokens (2 x full-attention layers x kv heads x
+    head dim x bytes per token), plus, for a hybrid model, each sequence's fixed linear-attention state."""
+    growing = arch.kv_bytes_per_token(bytes_per_value) * context * parallel
+    return int(growing + arch.recurrent_state_bytes() * parallel)
 
 
 @dataclass(frozen=True)
@@ -230,7 +255,7 @@ class MemoryEstimate:
     has filled the context (``prefill_scratch`` more)."""
 
     weights: int
-    kv_cache: int
+    kv_cache: int  # KV cache, plus a hybrid model's fixed linear-attention state per sequence
     overhead: int
     total: int
     prefill_scratch: int = 0
@@ -309,7 +334,8 @@ def estimate_decode_speed(
 ) -> SpeedEstimate:
     """Tokens per second of one sequence's decode, bound by memory bandwidth.
 
-    ``context_tokens``: KV entries already in the cache (each step reads all of them).
+    ``context_tokens``: KV entries already in the cache (each step reads all of them); a hybrid
+    model also reads its linear-attention state once per step.
     ``weights_bytes``: a real file's size; the per-token share is scaled from the tensor count.
     """
     if bandwidth_bytes_per_s <= 0:
@@ -321,5 +347,5 @@ def estimate_decode_speed(
     read = counted.read_per_token(fraction)
     if weights_bytes is not None:
         read *= weights_bytes / counted.total
-    read += arch.kv_bytes_per_token(kv_bytes_per_value) * context_tokens
+    read += arch.kv_bytes_per_token(kv_bytes_per_value) * context_tokens + arch.recurrent_state_bytes()
     return SpeedEstimate(bytes_per_token=read, tokens_per_s=bandwidth_bytes_per_s / read)

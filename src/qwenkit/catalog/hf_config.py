@@ -3,8 +3,10 @@
 Used to build randomly initialised models of a real variant's shape (shrunk for tests) and to
 check that the catalog's numbers and parameter formula agree with transformers' own modules.
 Only the text families transformers implements natively are covered: ``qwen2`` (Qwen1.5, Qwen2,
-Qwen2.5 incl. Coder/Math), ``qwen2_moe``, ``qwen3`` and ``qwen3_moe``. Qwen 1.0 needs remote code and
-VL/Audio models are composite, so asking for those is a UsageError.
+Qwen2.5 incl. Coder/Math, QwQ), ``qwen2_moe``, ``qwen3``, ``qwen3_moe`` (incl. 2507 and Coder),
+``qwen3_next`` and, for Qwen3.5, its language model alone (``qwen3_5_text`` / ``qwen3_5_moe_text``,
+what ``vllm serve --language-model-only`` runs). Qwen 1.0 needs remote code and VL/Audio/Omni models
+are composite, so asking for those is a UsageError.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ def _no_moe_fields(arch: Architecture) -> dict[str, Any]:
     return {}
 
 
+def _softmax_only(arch: Architecture) -> None:
+    if arch.is_hybrid or arch.attn_output_gate:
+        raise UsageError("this model_type has neither linear attention nor gated attention")
+
+
 def _qwen2(arch: Architecture) -> dict[str, Any]:
+    _softmax_only(arch)
     if not arch.qkv_bias or arch.qk_norm:
         raise UsageError("model_type qwen2 always has q/k/v bias and no q/k norm")
     return _no_moe_fields(arch)
@@ -35,11 +43,12 @@ def _qwen2(arch: Architecture) -> dict[str, Any]:
 
 def _qk_norm_attention(arch: Architecture) -> dict[str, Any]:
     if not arch.qk_norm:
-        raise UsageError("model_types qwen3 and qwen3_moe always have q/k norm")
+        raise UsageError("model_types qwen3, qwen3_moe, qwen3_next and qwen3_5 always have q/k norm")
     return {"attention_bias": arch.qkv_bias}
 
 
 def _qwen3(arch: Architecture) -> dict[str, Any]:
+    _softmax_only(arch)
     return {**_qk_norm_attention(arch), **_no_moe_fields(arch)}
 
 
@@ -58,6 +67,7 @@ def _moe_common(arch: Architecture) -> dict[str, Any]:
 
 
 def _qwen2_moe(arch: Architecture) -> dict[str, Any]:
+    _softmax_only(arch)
     if not arch.qkv_bias or arch.qk_norm:
         raise UsageError("model_type qwen2_moe always has q/k/v bias and no q/k norm")
     if arch.shared_expert_intermediate_size <= 0:
@@ -70,9 +80,51 @@ def _qwen2_moe(arch: Architecture) -> dict[str, Any]:
 
 
 def _qwen3_moe(arch: Architecture) -> dict[str, Any]:
+    _softmax_only(arch)
     if arch.shared_expert_intermediate_size:
         raise UsageError("model_type qwen3_moe has no shared expert")
     return {**_qk_norm_attention(arch), **_moe_common(arch), "norm_topk_prob": True}
+
+
+def _hybrid(arch: Architecture) -> dict[str, Any]:
+    """Gated DeltaNet + gated attention: transformers takes the layer layout as ``layer_types``."""
+    if not (arch.is_hybrid and arch.attn_output_gate):
+        raise UsageError("model_types qwen3_next and qwen3_5 are hybrid, with gated attention")
+    layer_types = [
+        "full_attention" if arch.is_full_attention(i) else "linear_attention" for i in range(arch.layers)
+    ]
+    return {
+        **_qk_norm_attention(arch),
+        "layer_types": layer_types,
+        "full_attention_interval": arch.full_attention_interval,
+        "linear_num_key_heads": arch.linear_num_key_heads,
+        "linear_num_value_heads": arch.linear_num_value_heads,
+        "linear_key_head_dim": arch.linear_key_head_dim,
+        "linear_value_head_dim": arch.linear_value_head_dim,
+        "linear_conv_kernel_dim": arch.linear_conv_kernel_dim,
+    }
+
+
+def _shared_expert_moe(arch: Architecture, model_type: str) -> dict[str, Any]:
+    if arch.shared_expert_intermediate_size <= 0:
+        raise UsageError(f"model_type {model_type} always has a shared expert")
+    return {
+        **_moe_common(arch),
+        "shared_expert_intermediate_size": arch.shared_expert_intermediate_size,
+        "norm_topk_prob": True,
+    }
+
+
+def _qwen3_next(arch: Architecture) -> dict[str, Any]:
+    return {**_hybrid(arch), **_shared_expert_moe(arch, "qwen3_next")}
+
+
+def _qwen3_5_text(arch: Architecture) -> dict[str, Any]:
+    return {**_hybrid(arch), **_no_moe_fields(arch), "attn_output_gate": True}
+
+
+def _qwen3_5_moe_text(arch: Architecture) -> dict[str, Any]:
+    return {**_hybrid(arch), **_shared_expert_moe(arch, "qwen3_5_moe_text"), "attn_output_gate": True}
 
 
 @dataclass(frozen=True)
@@ -87,19 +139,25 @@ HF_MODEL_TYPES: Mapping[str, HfModelType] = {
     "qwen2_moe": HfModelType("qwen2_moe", "Qwen2MoeForCausalLM", _qwen2_moe),
     "qwen3": HfModelType("qwen3", "Qwen3ForCausalLM", _qwen3),
     "qwen3_moe": HfModelType("qwen3_moe", "Qwen3MoeForCausalLM", _qwen3_moe),
+    "qwen3_next": HfModelType("qwen3_next", "Qwen3NextForCausalLM", _qwen3_next),
+    "qwen3_5_text": HfModelType("qwen3_5_text", "Qwen3_5ForCausalLM", _qwen3_5_text),
+    "qwen3_5_moe_text": HfModelType("qwen3_5_moe_text", "Qwen3_5MoeForCausalLM", _qwen3_5_moe_text),
 }
 
-# (generation, is MoE) -> model_type
-_TEXT_MODEL_TYPES: Mapping[tuple[Generation, bool], str] = {
-    (Generation.QWEN1_5, False): "qwen2",
-    (Generation.QWEN1_5, True): "qwen2_moe",
-    (Generation.QWEN2, False): "qwen2",
-    (Generation.QWEN2, True): "qwen2_moe",
-    (Generation.QWEN2_5, False): "qwen2",
-    (Generation.QWEN3, False): "qwen3",
-    (Generation.QWEN3, True): "qwen3_moe",
+# (generation, is MoE, is hybrid) -> model_type
+_TEXT_MODEL_TYPES: Mapping[tuple[Generation, bool, bool], str] = {
+    (Generation.QWEN1_5, False, False): "qwen2",
+    (Generation.QWEN1_5, True, False): "qwen2_moe",
+    (Generation.QWEN2, False, False): "qwen2",
+    (Generation.QWEN2, True, False): "qwen2_moe",
+    (Generation.QWEN2_5, False, False): "qwen2",
+    (Generation.QWEN3, False, False): "qwen3",
+    (Generation.QWEN3, True, False): "qwen3_moe",
+    (Generation.QWEN3, True, True): "qwen3_next",
+    (Generation.QWEN3_5, False, True): "qwen3_5_text",
+    (Generation.QWEN3_5, True, True): "qwen3_5_moe_text",
 }
-_COMPOSITE = (Specialisation.VL, Specialisation.AUDIO)
+_COMPOSITE = (Specialisation.VL, Specialisation.AUDIO, Specialisation.OMNI)
 
 
 def hf_model_type(variant: Variant) -> HfModelType:
@@ -109,12 +167,14 @@ def hf_model_type(variant: Variant) -> HfModelType:
             f"{variant.id} is a {variant.specialisation.value} model; only text models can be built "
             "from the catalog"
         )
-    name = _TEXT_MODEL_TYPES.get((variant.generation, variant.is_moe))
-    if name is None:
+    name = _TEXT_MODEL_TYPES.get((variant.generation, variant.is_moe, variant.arch.is_hybrid))
+    if name is None and variant.generation is Generation.QWEN1:
         raise UsageError(
             f"{variant.id}: Qwen {variant.generation.value} needs the model's own remote code "
             "(model_type 'qwen'); it cannot be built from the catalog"
         )
+    if name is None:
+        raise UsageError(f"{variant.id}: transformers has no model_type for this architecture")
     return HF_MODEL_TYPES[name]
 
 

@@ -133,6 +133,8 @@ def variant_to_dict(v: Variant) -> dict[str, Any]:
     out: dict[str, Any] = _plain(dataclasses.asdict(v))
     out["is_moe"] = v.is_moe
     out["parameter_count"] = v.arch.parameter_count()
+    out["text_parameter_count"] = v.arch.text_parameter_count()
     out["active_parameter_count"] = v.arch.active_parameter_count()
     out["kv_bytes_per_token_bf16"] = v.arch.kv_bytes_per_token(2.0)
+    out["recurrent_state_bytes_per_sequence"] = v.arch.recurrent_state_bytes()  # hybrid models only
     return out

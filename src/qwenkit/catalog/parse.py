@@ -54,6 +54,15 @@ ARCH_KEYS: Mapping[str, str] = {
     "shared_expert_intermediate_size": "shared_expert_intermediate_size",
     "rope_theta": "rope_theta",
     "rms_norm_eps": "rms_norm_eps",
+    # hybrid attention (Qwen3-Next, Qwen3.5); attn_output_gate is a Qwen3.5 config key and a fact of
+    # Qwen3-Next's attention (its config does not spell it)
+    "attn_output_gate": "attn_output_gate",
+    "full_attention_interval": "full_attention_interval",
+    "linear_num_key_heads": "linear_num_key_heads",
+    "linear_num_value_heads": "linear_num_value_heads",
+    "linear_key_head_dim": "linear_key_head_dim",
+    "linear_value_head_dim": "linear_value_head_dim",
+    "linear_conv_kernel_dim": "linear_conv_kernel_dim",
 }
 
 ENTRY_KEYS = frozenset(
@@ -61,7 +70,7 @@ ENTRY_KEYS = frozenset(
         "id", "hf_repo", "display_name", "arch", "encoder", "arch_source", "params_total",
         "params_active", "context_native", "context_max", "modalities", "thinking", "tool_format",
         "sampling", "license", "specialisation", "gguf_repo", "gguf_file", "gguf_quants", "gguf_split",
-        "mirrors",
+        "mirrors", "instruct",
     }
 )
 FILE_KEYS = frozenset({"generation", "defaults", "arch", "encoders", "model"})
@@ -115,11 +124,22 @@ def parse_sampling_presets(raw: Mapping[str, Any], source: str) -> dict[str, Sam
     return presets
 
 
-def _is_instruct(model_id: str, generation: Generation) -> bool:
-    """Post-trained models: ``-instruct`` / ``-chat`` ids, and Qwen3's hybrid ids without ``-base``."""
+# Generations whose post-trained checkpoints carry no -Instruct suffix (Qwen3-8B, Qwen3.5-27B).
+_UNSUFFIXED_POST_TRAINED = frozenset({Generation.QWEN3, Generation.QWEN3_5})
+
+
+def _is_instruct(model_id: str, generation: Generation, declared: Any = None) -> bool:
+    """Post-trained models: ``-instruct`` / ``-chat`` ids, and Qwen3/Qwen3.5 ids without ``-base``.
+
+    An entry may say ``instruct = true`` itself when its name follows neither rule (QwQ-32B).
+    """
+    if declared is not None:
+        if not isinstance(declared, bool):
+            raise UsageError(f"instruct must be true or false, got {declared!r}")
+        return declared
     if model_id.endswith("-base"):
         return False
-    return model_id.endswith(("-instruct", "-chat")) or generation is Generation.QWEN3
+    return model_id.endswith(("-instruct", "-chat")) or generation in _UNSUFFIXED_POST_TRAINED
 
 
 class FileParser:
@@ -148,7 +168,7 @@ class FileParser:
     def _entry(self, raw: Mapping[str, Any]) -> Variant:
         model_id = str(raw.get("id", "<entry without id>"))
         try:
-            instruct = _is_instruct(model_id, self.generation)
+            instruct = _is_instruct(model_id, self.generation, raw.get("instruct"))
             merged = {**self.defaults, **self.kind_defaults[instruct], **raw}
             unknown = set(merged) - ENTRY_KEYS
             if unknown:
@@ -190,7 +210,7 @@ class FileParser:
             mirrors=tuple(self._mirror(m) for m in e.get("mirrors", ())),
         )
 
-    def _arch(self, ref: Any, encoder: str | None) -> Architecture:
+    def _arch(self, ref: Any, encoder: str | list[str] | None) -> Architecture:
         numbers = dict(ref) if isinstance(ref, Mapping) else {"preset": ref}
         preset = numbers.pop("preset", None)
         if preset is not None:
@@ -204,12 +224,17 @@ class FileParser:
         fields.setdefault("num_kv_heads", fields["num_attention_heads"])
         fields.setdefault("head_dim", fields["hidden_size"] // fields["num_attention_heads"])
         if encoder is not None:
-            spec = dict(self.encoders.get(encoder) or {})
-            if not spec:
-                raise UsageError(f"unknown encoder preset {encoder!r} (known: {sorted(self.encoders)})")
-            kind = spec.pop("kind", "")
-            fields["encoder_params"] = encoder_params(kind, spec, text_hidden=fields["hidden_size"])
+            names = [encoder] if isinstance(encoder, str) else list(encoder)
+            fields["encoder_params"] = sum(self._encoder(name, fields["hidden_size"]) for name in names)
         return Architecture(**fields)
+
+    def _encoder(self, name: str, text_hidden: int) -> int:
+        """One ``[encoders.*]`` preset counted; an entry may name several (Omni: vision and audio)."""
+        spec = dict(self.encoders.get(name) or {})
+        if not spec:
+            raise UsageError(f"unknown encoder preset {name!r} (known: {sorted(self.encoders)})")
+        kind = spec.pop("kind", "")
+        return encoder_params(kind, spec, text_hidden=text_hidden)
 
     def _sampling(self, modes: Mapping[str, str]) -> dict[str, SamplingDefaults]:
         out = {}

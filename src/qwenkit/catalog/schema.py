@@ -20,7 +20,8 @@ class Generation(str, Enum):
     QWEN1_5 = "qwen1.5"
     QWEN2 = "qwen2"
     QWEN2_5 = "qwen2.5"
-    QWEN3 = "qwen3"
+    QWEN3 = "qwen3"  # Qwen3 (2504), Qwen3-2507, Qwen3-Coder, Qwen3-VL, Qwen3-Next
+    QWEN3_5 = "qwen3.5"
 
 
 class Specialisation(str, Enum):
@@ -29,6 +30,9 @@ class Specialisation(str, Enum):
     MATH = "math"
     VL = "vl"
     AUDIO = "audio"
+    OMNI = "omni"  # text, image, audio and video in; the thinker answers in text (Qwen2.5-Omni)
+    EMBEDDING = "embedding"  # vectors, not chat: never a generation model
+    RERANKER = "reranker"  # relevance scores, not chat: never a generation model
 
 
 class Thinking(str, Enum):
@@ -59,9 +63,20 @@ def _positive(name: str, value: int) -> None:
         raise UsageError(f"{name} must be positive, got {value}")
 
 
+_LINEAR_FIELDS = (
+    "linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim",
+    "linear_conv_kernel_dim",
+)
+
+
 @dataclass(frozen=True)
 class Architecture:
-    """Numbers from the model's config.json that size its weights and KV cache."""
+    """Numbers from the model's config.json that size its weights and KV cache.
+
+    Hybrid models (Qwen3-Next, Qwen3.5) make every ``full_attention_interval``-th layer gated full
+    attention and the others Gated DeltaNet linear attention, whose per-sequence state has a fixed
+    size: only the full-attention layers hold a KV cache that grows with the context.
+    """
 
     layers: int
     hidden_size: int
@@ -77,9 +92,16 @@ class Architecture:
     num_active_experts: int = 0
     moe_intermediate_size: int = 0
     shared_expert_intermediate_size: int = 0
-    encoder_params: int = 0  # vision or audio tower, counted whole (it runs for every input)
+    encoder_params: int = 0  # vision / audio towers, counted whole (they run once per input, not per token)
     rope_theta: float = 1_000_000.0  # config.json rope_theta; does not change the weight count
     rms_norm_eps: float = 1e-6
+    attn_output_gate: bool = False  # q_proj also yields a sigmoid gate on the attention output
+    full_attention_interval: int = 0  # hybrid: layer i is full attention when (i + 1) % interval == 0
+    linear_num_key_heads: int = 0
+    linear_num_value_heads: int = 0
+    linear_key_head_dim: int = 0
+    linear_value_head_dim: int = 0
+    linear_conv_kernel_dim: int = 0
 
     def __post_init__(self) -> None:
         sizes = ("layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim", "vocab_size")
@@ -91,18 +113,64 @@ class Architecture:
             raise UsageError("num_active_experts must be in 1..num_experts for an MoE")
         if not self.num_experts and self.intermediate_size <= 0:
             raise UsageError("a dense model needs intermediate_size > 0")
+        self._check_hybrid()
+
+    def _check_hybrid(self) -> None:
+        if self.full_attention_interval < 0:
+            raise UsageError("full_attention_interval must not be negative")
+        if not self.is_hybrid:
+            if any(getattr(self, name) for name in _LINEAR_FIELDS):
+                raise UsageError("linear-attention sizes need full_attention_interval > 0 (a hybrid model)")
+            return
+        for name in _LINEAR_FIELDS:
+            _positive(name, getattr(self, name))
+        if self.full_attention_interval > self.layers:
+            raise UsageError("full_attention_interval is larger than the number of layers")
 
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
 
+    @property
+    def is_hybrid(self) -> bool:
+        return self.full_attention_interval > 0
+
+    @property
+    def full_attention_layers(self) -> int:
+        """Layers with softmax attention and a KV cache (every layer unless hybrid)."""
+        return self.layers // self.full_attention_interval if self.is_hybrid else self.layers
+
+    @property
+    def linear_attention_layers(self) -> int:
+        return self.layers - self.full_attention_layers
+
+    def is_full_attention(self, layer: int) -> bool:
+        return not self.is_hybrid or (layer + 1) % self.full_attention_interval == 0
+
+    @property
+    def _linear_dims(self) -> tuple[int, int, int]:
+        """(key, value, conv) widths of one Gated DeltaNet layer."""
+        key = self.linear_num_key_heads * self.linear_key_head_dim
+        value = self.linear_num_value_heads * self.linear_value_head_dim
+        return key, value, 2 * key + value
+
     def _attention_params(self) -> int:
         q = self.num_attention_heads * self.head_dim
+        q_out = 2 * q if self.attn_output_gate else q
         kv = self.num_kv_heads * self.head_dim
-        weights = self.hidden_size * (q + 2 * kv) + q * self.hidden_size
-        bias = (q + 2 * kv) if self.qkv_bias else 0
+        weights = self.hidden_size * (q_out + 2 * kv) + q * self.hidden_size
+        bias = (q_out + 2 * kv) if self.qkv_bias else 0
         norm = 2 * self.head_dim if self.qk_norm else 0
         return weights + bias + norm
+
+    def _linear_attention_params(self) -> int:
+        """Gated DeltaNet: q/k/v/z and beta/alpha projections, depthwise conv, A and dt, gated norm, out."""
+        if not self.is_hybrid:
+            return 0
+        key, value, conv = self._linear_dims
+        heads = self.linear_num_value_heads
+        projections = self.hidden_size * (2 * key + 2 * value + 2 * heads) + value * self.hidden_size
+        return projections + conv * self.linear_conv_kernel_dim + 2 * heads + self.linear_value_head_dim
 
     def _mlp_params(self, experts: int) -> int:
         if not self.is_moe:
@@ -115,19 +183,41 @@ class Architecture:
         return routed + router + shared
 
     def _count(self, experts: int) -> int:
-        per_layer = self._attention_params() + self._mlp_params(experts) + 2 * self.hidden_size
+        mixers = (
+            self.full_attention_layers * self._attention_params()
+            + self.linear_attention_layers * self._linear_attention_params()
+        )
+        per_layer = self._mlp_params(experts) + 2 * self.hidden_size
         embeddings = self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)
-        return self.layers * per_layer + embeddings + self.hidden_size + self.encoder_params
+        return mixers + self.layers * per_layer + embeddings + self.hidden_size
 
-    def parameter_count(self) -> int:
+    def text_parameter_count(self) -> int:
+        """The language model alone (no vision / audio tower)."""
         return self._count(self.num_experts)
 
+    def parameter_count(self) -> int:
+        return self.text_parameter_count() + self.encoder_params
+
     def active_parameter_count(self) -> int:
+        """Weights one generated token uses: the active experts of an MoE, no encoder tower."""
         return self._count(self.num_active_experts if self.is_moe else 0)
 
     def kv_bytes_per_token(self, bytes_per_value: float = 2.0) -> float:
-        """K and V for one token across all layers."""
-        return 2 * self.layers * self.num_kv_heads * self.head_dim * bytes_per_value
+        """K and V for one token across the full-attention layers."""
+        return 2 * self.full_attention_layers * self.num_kv_heads * self.head_dim * bytes_per_value
+
+    def recurrent_state_bytes(self, bytes_per_value: float = 4.0) -> float:
+        """Fixed per-sequence state of the linear-attention layers, whatever the context length.
+
+        Per layer: the causal conv's last ``kernel - 1`` inputs and one value x key matrix per head.
+        llama.cpp keeps both in f32 (vLLM and Qwen's configs: ``mamba_ssm_dtype`` float32).
+        """
+        if not self.is_hybrid:
+            return 0.0
+        _, _, conv = self._linear_dims
+        recurrent = self.linear_num_value_heads * self.linear_key_head_dim * self.linear_value_head_dim
+        per_layer = (self.linear_conv_kernel_dim - 1) * conv + recurrent
+        return self.linear_attention_layers * per_layer * bytes_per_value
 
     def shrunk(self, **overrides: Any) -> Architecture:
         """A copy with some numbers replaced, e.g. 2 layers and hidden 64 for tiny test models."""

@@ -1,11 +1,12 @@
 """Which Qwen model to run for a task on a device, following the family's own selection guide.
 
-Two registries drive it. ``TASKS``: a task's preference tiers (code -> Qwen2.5-Coder, then Qwen3;
-hard reasoning -> Qwen3 with thinking; vision -> VL; ...). ``DEVICE_FORMATS``: which weight
-formats and backend a device runs a variant in (CPU: GGUF quants on llama.cpp for text models,
-transformers bf16 for vision/audio; CUDA: bf16/fp8/int8/nf4 on transformers). A variant gets the
-best-quality format that fits the memory budget at a usable speed; variants are ranked by tier,
-then by size (bigger is better once it fits and is fast enough).
+Two registries drive it. ``TASKS`` (``catalog/tasks.py``): a task's preference tiers (code ->
+Qwen3-Coder, Qwen2.5-Coder, then Qwen3.5/Qwen3; hard reasoning -> a thinking model; vision ->
+Qwen3-VL and Qwen3.5; ...).
+``DEVICE_FORMATS``: which weight formats and backend a device runs a variant in (CPU: GGUF quants
+on llama.cpp for text, transformers bf16 when images or audio go in; CUDA: bf16/fp8/int8/nf4 on
+transformers). A variant gets the best-quality format that fits the memory budget at a usable
+speed; variants are ranked by tier, then by size (bigger is better once it fits and is fast enough).
 """
 
 from __future__ import annotations
@@ -20,8 +21,16 @@ from types import MappingProxyType
 from qwenkit.catalog.estimate import MemoryEstimate, estimate_decode_speed, estimate_memory
 from qwenkit.catalog.hardware import DEFAULT_GPU_BANDWIDTH, HardwareInfo
 from qwenkit.catalog.quant import QUANTS, Quant
-from qwenkit.catalog.schema import Generation, Modality, Specialisation, Thinking, Variant
+from qwenkit.catalog.schema import Architecture, Generation, Specialisation, Thinking, Variant
+from qwenkit.catalog.tasks import TASKS, TEXT_GENERATION_SPECIALISATIONS, TaskRule, Tier
 from qwenkit.errors import QwenkitError, UsageError
+
+__all__ = [  # the task registry lives in catalog/tasks.py and is re-exported here
+    "CPU_GGUF_LADDER", "CUDA_HF_LADDER", "DEVICE_FORMATS", "LLAMA_CPP_TEXT_GENERATIONS",
+    "MIN_USABLE_TOKENS_PER_S", "TASKS", "TEXT_GENERATION_SPECIALISATIONS", "FormatOption",
+    "NothingFitsError", "Recommendation", "SelectRequest", "Selection", "TaskRule", "Tier", "check_device",
+    "effective_params", "format_bytes", "parse_memory", "resolve_request", "select",
+]
 
 MIN_USABLE_TOKENS_PER_S = 5.0  # below this a variant is ranked after every faster one
 
@@ -53,99 +62,34 @@ def format_bytes(n: float) -> str:
 
 
 @dataclass(frozen=True)
-class Tier:
-    """One step of a task's preference order: which variants, why, and the thinking mode to use."""
-
-    accepts: Callable[[Variant], bool]
-    why: str
-    thinking: bool | None = None
-
-
-@dataclass(frozen=True)
-class TaskRule:
-    description: str
-    tiers: tuple[Tier, ...]
-
-
-def _text_instruct(v: Variant) -> bool:
-    return v.instruct and v.modalities == (Modality.TEXT,)
-
-
-def _family(
-    *generations: Generation, spec: Specialisation = Specialisation.GENERAL
-) -> Callable[[Variant], bool]:
-    return lambda v: _text_instruct(v) and v.generation in generations and v.specialisation is spec
-
-
-def _thinking(v: Variant) -> bool:
-    return _text_instruct(v) and v.thinking is not Thinking.NONE
-
-
-def _modality(m: Modality, spec: Specialisation, *generations: Generation) -> Callable[[Variant], bool]:
-    return lambda v: (
-        v.instruct and m in v.modalities and v.specialisation is spec and v.generation in generations
-    )
-
-
-_Q3, _Q25, _Q2 = Generation.QWEN3, Generation.QWEN2_5, Generation.QWEN2
-_CODER, _MATH = Specialisation.CODER, Specialisation.MATH
-_VL, _AUDIO = Specialisation.VL, Specialisation.AUDIO
-
-TASKS: Mapping[str, TaskRule] = MappingProxyType(
-    {
-        "chat": TaskRule("general assistant chat", (
-            Tier(_family(_Q3), "Qwen3: the current general model, thinking can be switched on per turn"),
-            Tier(_family(_Q25), "Qwen2.5-Instruct: strong general chat without a thinking mode"),
-        )),
-        "code": TaskRule("writing and completing code", (
-            Tier(_family(_Q25, spec=_CODER), "Qwen2.5-Coder: Qwen's code model (FIM, repo-level)"),
-            Tier(_family(_Q3), "Qwen3: general model, strong at code with thinking", thinking=True),
-        )),
-        "math": TaskRule("mathematics", (
-            Tier(_thinking, "Qwen3 with thinking: step-by-step math", thinking=True),
-            Tier(_family(_Q25, spec=_MATH), "Qwen2.5-Math: math specialist (CoT / tool use)"),
-            Tier(_family(_Q2, spec=_MATH), "Qwen2-Math: earlier math specialist"),
-        )),
-        "reasoning": TaskRule("hard multi-step reasoning", (
-            Tier(_thinking, "Qwen3 with thinking: reasons before it answers", thinking=True),
-        )),
-        "vision": TaskRule("images and video", (
-            Tier(_modality(Modality.IMAGE, _VL, _Q25), "Qwen2.5-VL: images, documents, video"),
-            Tier(_modality(Modality.IMAGE, _VL, _Q2), "Qwen2-VL: earlier vision-language model"),
-        )),
-        "audio": TaskRule("speech and sound", (
-            Tier(_modality(Modality.AUDIO, _AUDIO, _Q2), "Qwen2-Audio: speech, sound, voice chat"),
-        )),
-        "multilingual": TaskRule("many languages", (
-            Tier(_family(_Q3), "Qwen3: trained on 119 languages and dialects"),
-            Tier(_family(_Q25), "Qwen2.5: 29+ languages"),
-        )),
-    }
-)
-
-
-@dataclass(frozen=True)
 class FormatOption:
     quant: Quant
     backend: str  # a name in qwenkit.engine.registry.BACKENDS
     official: bool  # an official file exists (GGUF) / the checkpoint is the released one (HF)
 
 
-# Architectures llama.cpp runs for text (qwen, qwen2, qwen2moe, qwen3, qwen3moe).
+# Architectures llama.cpp runs for text (qwen, qwen2, qwen2moe, qwen3, qwen3moe, qwen3next, qwen35,
+# qwen35moe: all in the bundled llama.cpp of llama-cpp-python 0.3.36).
 LLAMA_CPP_TEXT_GENERATIONS = frozenset(Generation)
 CPU_GGUF_LADDER = ("q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0")  # best quality first
 CUDA_HF_LADDER = ("bf16", "fp8", "int8", "nf4")
 
 
-def _cpu_options(v: Variant, compute_capability: tuple[int, int] | None) -> list[FormatOption]:
-    if v.modalities != (Modality.TEXT,) or v.generation not in LLAMA_CPP_TEXT_GENERATIONS:
-        return [FormatOption(QUANTS["bf16"], "transformers", True)]  # vision / audio: transformers
+# Multimodal specialists: transformers runs them whole (qwenkit's llama.cpp path is text-only).
+_MEDIA_SPECIALISATIONS = frozenset({Specialisation.VL, Specialisation.AUDIO, Specialisation.OMNI})
+
+
+def _cpu_options(v: Variant, compute_capability: tuple[int, int] | None, media: bool) -> list[FormatOption]:
+    """Text in: GGUF quants on llama.cpp (a Qwen3.5 runs its language model there). Images or audio
+    in, or a multimodal specialist: transformers bf16."""
+    if media or v.specialisation in _MEDIA_SPECIALISATIONS or v.generation not in LLAMA_CPP_TEXT_GENERATIONS:
+        return [FormatOption(QUANTS["bf16"], "transformers", True)]
     official = {name.lower() for name in v.gguf_files}
     names = [q for q in CPU_GGUF_LADDER if q in official] or list(CPU_GGUF_LADDER)
     return [FormatOption(QUANTS[q], "llamacpp", q in official) for q in names]
 
 
-def _cuda_options(v: Variant, compute_capability: tuple[int, int] | None) -> list[FormatOption]:
+def _cuda_options(v: Variant, compute_capability: tuple[int, int] | None, media: bool) -> list[FormatOption]:
     cc = compute_capability or (0, 0)
     return [
         FormatOption(QUANTS[q], "transformers", q == "bf16")
@@ -154,7 +98,7 @@ def _cuda_options(v: Variant, compute_capability: tuple[int, int] | None) -> lis
     ]
 
 
-DEVICE_FORMATS: Mapping[str, Callable[[Variant, tuple[int, int] | None], list[FormatOption]]] = (
+DEVICE_FORMATS: Mapping[str, Callable[[Variant, tuple[int, int] | None, bool], list[FormatOption]]] = (
     MappingProxyType({"cpu": _cpu_options, "cuda": _cuda_options})
 )
 
@@ -231,19 +175,33 @@ def _tied_copy(v: Variant, opt: FormatOption) -> bool:
     return opt.official and v.generation in _OFFICIAL_GGUF_TIED_COPY
 
 
+def _loaded(v: Variant, opt: FormatOption) -> Architecture:
+    """What the backend loads: llama.cpp runs the language model alone (a vision tower is a separate
+    mmproj file qwenkit does not load); transformers loads the whole checkpoint."""
+    return v.arch.shrunk(encoder_params=0) if opt.backend == "llamacpp" else v.arch
+
+
 def _estimate(v: Variant, opt: FormatOption, context: int) -> MemoryEstimate:
     return estimate_memory(
-        v.arch, opt.quant, context, flash_attention=_FLASH_ATTENTION, tied_output_copy=_tied_copy(v, opt)
+        _loaded(v, opt), opt.quant, context, flash_attention=_FLASH_ATTENTION,
+        tied_output_copy=_tied_copy(v, opt),
     )
 
 
 def _candidate(v: Variant, opt: FormatOption, req: SelectRequest, tier: int, rule: Tier) -> Recommendation:
     est = _estimate(v, opt, req.context)
     speed = estimate_decode_speed(
-        v.arch, opt.quant, req.bandwidth, context_tokens=req.context // 2, tied_output_copy=_tied_copy(v, opt)
+        _loaded(v, opt), opt.quant, req.bandwidth, context_tokens=req.context // 2,
+        tied_output_copy=_tied_copy(v, opt),
     )
-    thinking = rule.thinking if v.thinking is not Thinking.NONE else None
-    return Recommendation(v, opt, est, speed.tokens_per_s, tier, rule.why, thinking)
+    return Recommendation(v, opt, est, speed.tokens_per_s, tier, rule.why, _thinking_mode(v, rule))
+
+
+def _thinking_mode(v: Variant, rule: Tier) -> bool | None:
+    """None: the model has no switch to set (no thinking); a thinking-only model always thinks."""
+    if v.thinking is Thinking.NONE:
+        return None
+    return True if v.thinking is Thinking.THINKING_ONLY else rule.thinking
 
 
 def _suitable(variants: Iterable[Variant], req: SelectRequest) -> list[tuple[Variant, int, Tier]]:
@@ -278,11 +236,12 @@ def _why(rec: Recommendation, device: str) -> str:
 
 def select(variants: Iterable[Variant], req: SelectRequest) -> Selection:
     """Ranked recommendations for ``req``; empty, with a message saying what would fit, if none."""
+    variants = list(variants)
     suitable = _suitable(variants, req)
     ranked: list[Recommendation] = []
     all_cands: list[Recommendation] = []
     for v, tier_index, tier in suitable:
-        options = DEVICE_FORMATS[req.device](v, req.compute_capability)
+        options = DEVICE_FORMATS[req.device](v, req.compute_capability, TASKS[req.task].media)
         cands = [_candidate(v, o, req, tier_index, tier) for o in options]
         all_cands.extend(cands)
         best = _best_option(cands, req.memory)
@@ -294,6 +253,8 @@ def select(variants: Iterable[Variant], req: SelectRequest) -> Selection:
         lead = top[0]
         msg = f"{lead.variant.id} as {lead.option.quant.label} fits in {format_bytes(req.memory)}"
         return Selection(req, top, msg)
+    if not suitable and not any(t.accepts(v) for v in variants for t in TASKS[req.task].tiers):
+        return Selection(req, (), f"no model in the catalog suits --task {req.task}")
     return Selection(req, (), _nothing_fits_message(req, all_cands, suitable))
 
 
