@@ -58,7 +58,7 @@ class InProcessTarget:
         info = TargetInfo(
             kind="in-process",
             model=ref,
-            backend=llm.backend.name,
+            backend=llm.backend.kind.value,
             model_path=str(local.path),
             sha256=file_sha256(local.path, local.sha256),
             context=llm.context_length,

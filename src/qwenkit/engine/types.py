@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import Enum, Flag, auto
 from typing import Protocol, runtime_checkable
 
 from qwenkit.chat.tokenizer import Tokenizer
@@ -143,13 +143,46 @@ class GenerationHandle(Protocol):
     def __aiter__(self) -> AsyncIterator[TokenEvent]: ...
 
 
+class BackendKind(str, Enum):
+    """Which engine runs a model: the one name used by ``--backend``, the API and /v1/models."""
+
+    LLAMACPP = "llamacpp"
+    TRANSFORMERS = "transformers"
+
+    @property
+    def display(self) -> str:
+        return _DISPLAY[self]
+
+
+_DISPLAY = {BackendKind.LLAMACPP: "llama.cpp", BackendKind.TRANSFORMERS: "transformers"}
+
+
+class Capability(Flag):
+    """What a backend can do beyond plain token generation; the server asks these, never names."""
+
+    NONE = 0
+    GRAMMAR = auto()  # SamplingParams.grammar (GBNF) constrains sampling
+    LOGPROBS = auto()  # TokenEvent log-probabilities
+    PREFIX_CACHE = auto()  # a new sequence reuses another's cached prompt prefix
+    ADAPTERS = auto()  # LoRA adapters
+    IMAGES = auto()  # image inputs
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A loaded model that runs many generations at once."""
 
-    name: str
-    tokenizer: Tokenizer
-    context_length: int
+    @property
+    def kind(self) -> BackendKind: ...
+
+    @property
+    def capabilities(self) -> Capability: ...
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+
+    @property
+    def context_length(self) -> int: ...
 
     def submit(self, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationHandle: ...
 

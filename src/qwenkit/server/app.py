@@ -22,6 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from qwenkit.engine.llm import LLM
+from qwenkit.engine.types import Capability
 from qwenkit.server import serving_chat, serving_completions, serving_tokens
 from qwenkit.server.admission import build_gate, metrics_response
 from qwenkit.server.auth import PUBLIC_PATHS, ApiKeyMiddleware, load_api_keys
@@ -34,7 +35,6 @@ from qwenkit.server.protocol_common import ErrorResponse, HealthResponse, ModelC
 from qwenkit.server.serving_common import check_model, server_state
 from qwenkit.server.settings import ServerSettings
 from qwenkit.server.state import ServerState, model_identity
-from qwenkit.server.structured import GRAMMAR_BACKENDS
 
 log = logging.getLogger("qwenkit.server")
 
@@ -59,7 +59,7 @@ def _lifespan(settings: ServerSettings, given: LLM | None) -> Any:
         gate = build_gate(settings, app.state)
         identity = model_identity(llm, settings.model, settings.served_model_name)
         app.state.server = ServerState(settings=settings, llm=llm, identity=identity, gate=gate)
-        log.info("model ready", extra={"model": identity.id, "backend": llm.backend.name})
+        log.info("model ready", extra={"model": identity.id, "backend": llm.backend.kind.value})
         try:
             yield
         finally:
@@ -119,7 +119,7 @@ def create_app(settings: ServerSettings | None = None, llm: LLM | None = None) -
     install_error_handlers(app)
     if llm is not None:
         names = model_identity(llm, settings.model, settings.served_model_name).names
-        grammar = llm.backend.name in GRAMMAR_BACKENDS
+        grammar = Capability.GRAMMAR in llm.backend.capabilities
         limits = ModelLimits(llm.context_length, llm.tokenizer.vocab_size, names, grammar)
         state_model_limits(app, limits)
     else:

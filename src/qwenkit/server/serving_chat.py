@@ -172,7 +172,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     refuse_template(body, body.chat_template_kwargs)
     model = check_model(state, body.model)
     llm = state.llm
-    constraint = plan_constraint(body, llm.backend.name)
+    constraint = plan_constraint(body, llm.backend)
     params = chat_params(body, constraint, llm.facts.template_family)
     encoded = llm.encode(body.messages, params)  # once for all choices; bad messages fail before admission
     prompt_tokens = len(encoded.ids)

@@ -94,7 +94,7 @@ class ServerState:
             family=ident.family,
             quant=ident.quant,
             context_length=self.llm.context_length,
-            backend=self.llm.backend.name,
+            backend=self.llm.backend.kind.value,
             display_name=variant.display_name if variant else None,
             params_total=variant.params_total if variant else None,
             thinking=variant.thinking.value if variant else None,

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from qwenkit.engine.types import Backend, Capability
 from qwenkit.errors import MissingDependencyError, UsageError
 from qwenkit.server.protocol_chat import (
     ChatCompletionRequest,
@@ -21,8 +22,6 @@ from qwenkit.server.protocol_chat import (
     ToolDef,
 )
 
-# Backends whose sampler applies SamplingParams.grammar.
-GRAMMAR_BACKENDS = frozenset({"llama.cpp"})
 CALL_RULE = "qwenkit-tool-call-json"
 # JSON (RFC 8259) forbids raw control characters inside strings; the converter's char rule allows them.
 _LOOSE_CHAR = 'char ::= [^"\\\\] |'
@@ -99,7 +98,7 @@ def _named_tool(req: ChatCompletionRequest, choice: NamedToolChoice) -> ToolDef:
     )
 
 
-def plan_constraint(req: ChatCompletionRequest, backend: str) -> Constraint:
+def plan_constraint(req: ChatCompletionRequest, backend: Backend) -> Constraint:
     """Turn response_format and tool_choice into a grammar and the tools the template sees."""
     choice = req.tool_choice
     tools = req.tools or []
@@ -124,12 +123,12 @@ def plan_constraint(req: ChatCompletionRequest, backend: str) -> Constraint:
     return Constraint(grammar, _tool_dicts(tools), True)
 
 
-def _format_only(req: ChatCompletionRequest, backend: str) -> Constraint:
+def _format_only(req: ChatCompletionRequest, backend: Backend) -> Constraint:
     grammar = _grammar_for_format(req, backend)
     return Constraint(grammar, None, grammar is not None)
 
 
-def _grammar_for_format(req: ChatCompletionRequest, backend: str) -> str | None:
+def _grammar_for_format(req: ChatCompletionRequest, backend: Backend) -> str | None:
     fmt = req.response_format
     if fmt is None or fmt.type == "text":
         return None
@@ -137,6 +136,9 @@ def _grammar_for_format(req: ChatCompletionRequest, backend: str) -> str | None:
     return response_format_grammar(fmt)
 
 
-def _require_grammar(backend: str, what: str) -> None:
-    if backend not in GRAMMAR_BACKENDS:
-        raise UsageError(f"{what} is not supported by this backend ({backend})", param=what.split(" ")[0])
+def _require_grammar(backend: Backend, what: str) -> None:
+    if Capability.GRAMMAR not in backend.capabilities:
+        raise UsageError(
+            f"{what} is not supported by the {backend.kind.display} backend (no constrained decoding)",
+            param=what.split(" ")[0],
+        )

@@ -1,0 +1,66 @@
+"""What a backend implements: the model-specific half of the engine (load, forward, sample, free).
+
+The engine core (``core.py``) owns everything else: validation, the engine thread, admission,
+cancellation, forced tokens, length rules and shutdown. A new backend is one file with a class that
+satisfies ``ModelRunner`` and a ``load`` function registered in ``registry.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from qwenkit.chat.tokenizer import Tokenizer
+from qwenkit.engine.sequence import Sequence
+from qwenkit.engine.types import BackendKind, Capability, SamplingParams, TokenEvent
+
+
+class ModelRunner(Protocol):
+    """A loaded model that computes steps for the core. Called from the engine thread only, except
+    ``validate`` (any thread, before a sequence exists)."""
+
+    @property
+    def kind(self) -> BackendKind: ...
+
+    @property
+    def capabilities(self) -> Capability: ...
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+
+    @property
+    def context_length(self) -> int:
+        """Tokens one sequence may hold, prompt and output."""
+
+    @property
+    def vocab_size(self) -> int:
+        """Ids below this are valid prompt, bias and injection ids."""
+
+    @property
+    def n_slots(self) -> int:
+        """Sequences decoded together."""
+
+    def validate(self, params: SamplingParams) -> None:
+        """Raise UsageError for parameters this runner cannot honour (e.g. a grammar it cannot parse)."""
+
+    def place(self, seq: Sequence, free: list[int]) -> int:
+        """The free slot a new sequence should take (e.g. the one caching the longest prefix of it)."""
+
+    def start(self, seq: Sequence) -> None:
+        """Bind a placed sequence to ``seq.slot``: reuse what can be reused (setting ``seq.cached``),
+        make its sampler, and set ``seq.pending`` to what must be fed first."""
+
+    def run(self, seqs: list[Sequence]) -> list[Sequence]:
+        """One forward pass over what the running sequences need next (prefill chunks, pending tokens);
+        the sequences whose next token is now due, in any order."""
+
+    def sample(self, seq: Sequence) -> TokenEvent:
+        """Choose (and record) the next token of a sequence that ``run`` just returned."""
+
+    def accept_forced(self, seq: Sequence, token: int) -> bool:
+        """Record an injected token as if sampled; False if the sequence's grammar forbids it."""
+
+    def release(self, seq: Sequence, *, keep_cache: bool) -> None:
+        """The sequence left its slot; keep its KV for prefix reuse, or clear it (cancelled, failed)."""
+
+    def close(self) -> None:
+        """Free the model; the core has already stopped calling."""

@@ -1,0 +1,34 @@
+"""One generation as the engine core tracks it: its prompt, its progress, and the runner's own state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from qwenkit.engine.handle import QueuedHandle
+from qwenkit.engine.types import SamplingParams
+
+
+@dataclass(eq=False)
+class Sequence:
+    """Created by ``EngineCore.submit``; the core decides its life, a ``ModelRunner`` computes it.
+
+    ``pending`` holds the tokens the runner feeds next: after ``start`` the last prompt token (whose
+    logits choose the first output token), then every emitted token, sampled or forced.
+    """
+
+    prompt: list[int]
+    params: SamplingParams
+    handle: QueuedHandle
+    stop_ids: frozenset[int]
+    slot: int = -1
+    cached: int = 0  # prompt tokens whose KV was reused from an earlier sequence
+    pending: list[int] = field(default_factory=list)
+    generated: int = 0  # tokens emitted (sampled or forced)
+    state: Any = None  # the runner's per-sequence state (sampler, cache row, logits index)
+    error: BaseException | None = None  # set by a runner when only this sequence's work failed
+
+    @property
+    def total(self) -> int:
+        """Prompt and output tokens: what the context must hold once all of them are fed."""
+        return len(self.prompt) + self.generated
