@@ -86,7 +86,7 @@ def test_errors_are_one_clear_line(env: Path, capsys: pytest.CaptureFixture[str]
     assert code == 1 and "not on this machine" in err and "qwenkit pull qwen2.5-7b-instruct" in err
 
     code, _, err = _run(capsys, "pull", "qwen2.5-7b-instruct")  # no mirror; the Hub is a closed port
-    assert code == 1 and "Tried, in order" in err and "--model /path/to/" in err
+    assert code == 1 and "Tried, in order" in err and "give its path instead of the id: /path/to/" in err
 
     code, _, err = _run(capsys, "pull", "qwen2.5-coder-0.5b-instruct:q9_z")
     assert code == 2 and "available: q4_k_m" in err
