@@ -22,6 +22,8 @@ from rich.markup import escape
 import qwenkit
 from qwenkit.errors import EXIT_FAILED, EXIT_USAGE, QwenkitError
 
+EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
+
 app = typer.Typer(
     name="qwenkit",
     help="Choose, fetch, run, serve and measure Qwen models.",
@@ -143,11 +145,9 @@ def run_app(argv: list[str]) -> int:
         return report_error(exc)
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):  # older click turns Ctrl-C into Abort, newer into Exit(130)
         err_console.print("aborted")
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:
         if isinstance(exc, CLICK_ERRORS.base):
             return report_click_error(exc, list(argv))
