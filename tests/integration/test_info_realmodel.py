@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,29 @@ def test_info_reports_the_real_architecture(
     assert (info["has_chat_template"], info["template_family"]) == (True, "qwen2.5")
     assert info["vocab_size"] == 151936
     assert info["parameter_count"] == 630_167_424  # token_embd and output stored separately in this GGUF
+    embedding = 151936 * 896  # the tied matrix: token_embd (Q5_0) and output (Q8_0) in this file
+    assert info["embedding_parameters"] == info["output_head_parameters"] == embedding
+    assert info["non_embedding_parameters"] == 630_167_424 - 2 * embedding == 357_898_112
+    assert info["model_parameters"] == 630_167_424 - embedding == 494_032_768  # Qwen's 0.49B
+    assert (info["model"], info["name"]) == ("qwen2.5-coder-0.5b-instruct", "Qwen2.5-Coder-0.5B-Instruct")
+    assert info["file_label"] == "Qwen2.5 Coder 0.5B Instruct AWQ"  # the packager's general.name
     assert sum(info["tensor_types"].values()) == 291 and {"Q4_K", "Q6_K", "F32"} <= set(info["tensor_types"])
     specials = {t["role"]: (t["id"], t["text"]) for t in info["special_tokens"]}
     assert specials["eos"] == (151645, "<|im_end|>")
     assert specials["bos"] == specials["pad"] == (151643, "<|endoftext|>")
+
+
+def test_info_table_says_which_count_is_which(
+    real_model_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["info", str(real_model_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in lines if line.strip())
+    assert rows["name"] == "Qwen2.5-Coder-0.5B-Instruct (catalog: qwen2.5-coder-0.5b-instruct)"
+    assert rows["file label"] == "Qwen2.5 Coder 0.5B Instruct AWQ (general.name, the packager's)"
+    assert rows["parameters"] == "0.49 B (494,032,768) with embeddings, 0.36 B (357,898,112) without"
+    assert rows["in this file"].startswith("0.63 B (630,167,424): the tied embedding matrix is stored twice")
 
 
 def test_chat_template_is_available_to_the_chat_layer(real_model_path: Path) -> None:

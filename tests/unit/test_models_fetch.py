@@ -62,7 +62,7 @@ def test_hub_failure_is_fast_and_the_error_says_what_was_tried(env: Path) -> Non
     assert "local cache: not in the HF cache" in message
     assert "Hugging Face Hub:" in message and "not reachable" in message
     assert "mirrors: the catalog lists no mirror" in message
-    assert info.value.hint is not None and "--model /path/to/tiny-q4_k_m.gguf" in info.value.hint
+    assert info.value.hint is not None and "instead of the id: /path/to/tiny-q4_k_m.gguf" in info.value.hint
 
 
 def test_offline_mode_skips_the_hub(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from qwenkit.cli.app import app, console, err_console, print_json
-from qwenkit.cli.load_options import REF_HELP, BackendOption, ThreadsOption
+from qwenkit.cli.load_options import REF_HELP, BackendOption, ThreadsOption, context_option
 from qwenkit.errors import MissingDependencyError, UsageError
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def bench(
     roofline: bool = typer.Option(True, "--roofline/--no-roofline", help="measure memory bandwidth"),
     compare: tuple[Path, Path] | None = typer.Option(None, "--compare", help="print b/a of two reports"),
     backend: str = BackendOption,
-    context: int | None = typer.Option(None, "--context", help="per sequence (default: what it needs)"),
+    context: int | None = context_option(None, "per sequence (default: what it needs)"),
     threads: int | None = ThreadsOption,
 ) -> None:
     """Measure TTFT, inter-token latency, decode/prefill speed and latency percentiles, per concurrency."""
@@ -119,7 +119,7 @@ def _write_plot(report: BenchReport, plot: Path, implicit: bool) -> None:
 def doctor(
     ref: str | None = typer.Argument(None, help=f"model to check (default: the default model): {REF_HELP}"),
     backend: str = BackendOption,
-    context: int = typer.Option(4096, "--context", help="context to check the memory for"),
+    context: int = context_option(4096, "context to check the memory for"),
     generate: bool = typer.Option(True, "--generate/--no-generate", help="try a short generation"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
 ) -> int:
@@ -128,8 +128,6 @@ def doctor(
     from qwenkit.bench.doctor_checks import CHECKS, cpu_flags
     from qwenkit.catalog.hardware import detect_hardware
 
-    if context < 64:
-        raise UsageError("--context must be at least 64", param="context")
     state = DoctorState(ref=ref, explicit_ref=ref is not None, context=context, backend=backend,
                         generate=generate, hardware=detect_hardware(), cpu_flags=cpu_flags())
     report = run_doctor(state, CHECKS)

@@ -11,6 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from qwenkit.chat.events import ContentDelta, ReasoningDelta, ToolCall
+from qwenkit.cli.notices import NO_THINKING, can_think, cut_notice
 from qwenkit.engine.chat_run import ChatResult
 from qwenkit.engine.llm import LLM
 from qwenkit.engine.params import ChatParams
@@ -29,6 +30,7 @@ class ChatSession:
     thinking_budget: int | None = None
     max_tokens: int | None = None
     console: Console = field(default_factory=Console)
+    err_console: Console = field(default_factory=lambda: Console(stderr=True))
     messages: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -36,6 +38,17 @@ class ChatSession:
 
     def reset(self) -> None:
         self.messages = [{"role": "system", "content": self.system}] if self.system else []
+
+    def warn(self, message: str) -> None:
+        self.err_console.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
+
+    def set_thinking(self, on: bool) -> None:
+        """/think and /no_think; a model without a thinking mode says so instead of pretending."""
+        if not can_think(self.llm):
+            self.warn(f"/{'think' if on else 'no_think'} changes nothing: {NO_THINKING}")
+            return
+        self.thinking = on
+        self.console.print("thinking on" if on else "thinking off", style="dim")
 
     def save(self, path: str) -> Path:
         if not path:
@@ -74,6 +87,11 @@ class ChatSession:
             style="dim cyan",
             markup=False,
         )
+        for warning in result.warnings:
+            self.warn(warning)
+        notice = cut_notice(result, self.max_tokens, self.llm.context_length)
+        if notice:
+            self.err_console.print(notice, style="yellow", markup=False, highlight=False)
         return result
 
 
@@ -82,12 +100,8 @@ def _command(session: ChatSession, line: str) -> bool:
     name, _, arg = line.partition(" ")
     if name in ("/exit", "/quit", "/bye"):
         return False
-    if name == "/think":
-        session.thinking = True
-        session.console.print("thinking on", style="dim")
-    elif name == "/no_think":
-        session.thinking = False
-        session.console.print("thinking off", style="dim")
+    if name in ("/think", "/no_think"):
+        session.set_thinking(name == "/think")
     elif name == "/reset":
         session.reset()
         session.console.print("conversation cleared", style="dim")

@@ -1,14 +1,23 @@
-"""Options shared by every command that loads a model (run, chat, serve, bench)."""
+"""Options shared by every command that loads a model (run, chat, serve, bench, doctor).
+
+Their values are checked while the command line is parsed, so that a bad one fails at once, before a
+model is fetched or loaded.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import typer
 
+from qwenkit.engine.registry import BACKENDS
 from qwenkit.models import DEFAULT_MODEL
 
 REF_HELP = "catalog id[:quant], Hub repo id, model directory or .gguf file (default: the default model)"
+BACKEND_NAMES = ("auto", *BACKENDS)
+MIN_CONTEXT = 64  # BackendOptions refuses less; checked here too, before a model is fetched
+THREADS_HELP = "CPU threads for decoding (default: the physical cores)"
 
 
 @dataclass(frozen=True)
@@ -32,9 +41,24 @@ class LoadOptions:
         )
 
 
-BackendOption = typer.Option("auto", "--backend", help="auto, llamacpp or transformers")
-ContextOption = typer.Option(4096, "--context", help="context length in tokens, per sequence")
-ThreadsOption = typer.Option(None, "--threads", help="CPU threads (default: physical cores)")
+def check_backend(name: str | None) -> str | None:
+    """A typer callback: the backend must be one we have, before anything is loaded."""
+    if name is not None and name not in BACKEND_NAMES:
+        raise typer.BadParameter(f"{name!r} is not a backend; choose one of: {', '.join(BACKEND_NAMES)}")
+    return name
+
+
+def backend_option(default: str | None = "auto", help: str = "auto, llamacpp or transformers") -> Any:
+    return typer.Option(default, "--backend", help=help, callback=check_backend)
+
+
+def context_option(default: int | None = 4096, help: str = "context length in tokens, per sequence") -> Any:
+    return typer.Option(default, "--context", min=MIN_CONTEXT, help=help)
+
+
+BackendOption = backend_option()
+ContextOption = context_option()
+ThreadsOption = typer.Option(None, "--threads", min=1, help=THREADS_HELP)
 
 
 def load_options(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import typer
 from rich.table import Table
 
+from qwenkit.catalog import Variant
 from qwenkit.cli.app import app, console, print_json
 from qwenkit.errors import ModelNotFoundError
 from qwenkit.models import DEFAULT_MODEL, ModelInfo, find_local, inspect_path, list_local, remove
@@ -93,24 +95,81 @@ def rm(
         console.print(f"  {item.path}", highlight=False, soft_wrap=True)
 
 
-def _info_table(info: ModelInfo) -> Table:
+def _billions(n: int) -> str:
+    return f"{n / 1e9:.2f} B ({n:,})"
+
+
+@dataclass(frozen=True)
+class InfoView:
+    """A file's own facts joined with its catalog entry, when it has one.
+
+    ``model_parameters`` counts the embeddings as the model does: a tied matrix once, even when the
+    file stores it twice (the GGUFs of tied Qwen models keep token_embd and output both).
+    """
+
+    details: ModelInfo
+    variant: Variant | None
+
+    @property
+    def name(self) -> str | None:
+        return self.variant.display_name if self.variant else self.details.name
+
+    @property
+    def stores_tied_twice(self) -> bool:
+        emb = self.details.embeddings
+        tied = self.variant is not None and self.variant.arch.tied_embeddings
+        return tied and emb.output_head > 0 and emb.output_head == emb.input
+
+    @property
+    def model_parameters(self) -> int:
+        extra = self.details.embeddings.output_head if self.stores_tied_twice else 0
+        return self.details.parameter_count - extra
+
+    def parameters_line(self) -> str:
+        without = self.details.non_embedding_parameters
+        if without == self.details.parameter_count:  # no embedding tensor recognised
+            return _billions(self.model_parameters)
+        return f"{_billions(self.model_parameters)} with embeddings, {_billions(without)} without"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.details.to_dict(),
+            "model": self.variant.id if self.variant else None,
+            "name": self.name,
+            "file_label": self.details.name,
+            "model_parameters": self.model_parameters,
+        }
+
+    def rows(self) -> list[tuple[str, str]]:
+        info = self.details
+        heads = f"{info.attention_heads} (KV heads: {info.kv_heads})" if info.attention_heads else "?"
+        tensor_types = ", ".join(f"{name} ×{count}" for name, count in info.tensor_types.items())
+        template = f"yes ({info.template_family})" if info.chat_template else "no"
+        specials = ", ".join(f"{t.role}={t.id} {t.text or ''}".rstrip() for t in info.special_tokens)
+        name = f"{self.name} (catalog: {self.variant.id})" if self.variant else (self.name or "-")
+        rows = [("path", str(info.path)), ("format", info.format), ("name", name)]
+        if self.variant and info.name:
+            label = f"{info.name} (general.name, the packager's)" if info.format == "gguf" else info.name
+            rows.append(("file label", label))
+        rows += [("architecture", info.architecture), ("parameters", self.parameters_line())]
+        if self.stores_tied_twice:
+            stored = f"{_billions(info.parameter_count)}: the tied embedding matrix is stored twice, as " \
+                     "token_embd and output"
+            rows.append(("in this file", stored))
+        rows += [
+            ("layers", str(info.layers)), ("hidden size", str(info.hidden_size)), ("attention heads", heads),
+            ("context length", str(info.context_length)), ("quantization", info.quantization or "-"),
+            ("tensor types", tensor_types or "-"), ("chat template", template),
+            ("special tokens", specials or "-"), ("file size", human_bytes(info.file_size)),
+        ]
+        return rows
+
+
+def _info_table(view: InfoView) -> Table:
     table = Table(show_header=False, box=None)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    params = f"{info.parameter_count:,} ({info.parameter_count / 1e9:.2f} B)"
-    heads = f"{info.attention_heads} (KV heads: {info.kv_heads})" if info.attention_heads else "?"
-    tensor_types = ", ".join(f"{name} ×{count}" for name, count in info.tensor_types.items())
-    template = f"yes ({info.template_family})" if info.chat_template else "no"
-    specials = ", ".join(f"{t.role}={t.id} {t.text or ''}".rstrip() for t in info.special_tokens)
-    rows = (
-        ("path", str(info.path)), ("format", info.format), ("name", info.name or "-"),
-        ("architecture", info.architecture), ("parameters", params), ("layers", str(info.layers)),
-        ("hidden size", str(info.hidden_size)), ("attention heads", heads),
-        ("context length", str(info.context_length)), ("quantization", info.quantization or "-"),
-        ("tensor types", tensor_types or "-"), ("chat template", template),
-        ("special tokens", specials or "-"), ("file size", human_bytes(info.file_size)),
-    )
-    for key, value in rows:
+    for key, value in view.rows():
         table.add_row(key, value)
     return table
 
@@ -127,8 +186,8 @@ def info(
         raise ModelNotFoundError(
             f"{model_ref.display} is not on this machine", hint=f"download it first: qwenkit pull {ref}"
         )
-    details = inspect_path(local.path)
+    view = InfoView(inspect_path(local.path), local.variant)
     if json_out:
-        print_json({**details.to_dict(), "model": local.variant.id if local.variant else None})
+        print_json(view.to_dict())
         return
-    console.print(_info_table(details))
+    console.print(_info_table(view))

@@ -8,12 +8,15 @@ from typing import Any
 import typer
 
 from qwenkit.chat.events import ContentDelta, Event, ReasoningDelta, ToolCall
-from qwenkit.cli.app import app, err_console, print_json
+from qwenkit.cli.app import app, err_console, print_json, warn
 from qwenkit.cli.chat_session import ChatSession, run_repl
 from qwenkit.cli.load_options import REF_HELP, BackendOption, ContextOption, ThreadsOption, load_options
+from qwenkit.cli.notices import ThinkingRequest, cut_notice
 from qwenkit.engine.chat_run import ChatResult
 from qwenkit.engine.params import ChatParams
 from qwenkit.errors import UsageError
+
+BUDGET_HELP = "most reasoning tokens before Qwen's early stop (thinking models)"
 
 
 def result_dict(result: ChatResult) -> dict[str, Any]:
@@ -60,36 +63,47 @@ def run(
     args: list[str] = typer.Argument(..., metavar="[REF] PROMPT", help=f"REF: {REF_HELP}"),
     system: str | None = typer.Option(None, "--system", help="system prompt"),
     think: bool | None = typer.Option(None, "--think/--no-think", help="Qwen3 thinking mode"),
-    thinking_budget: int | None = typer.Option(None, "--thinking-budget", help="most reasoning tokens"),
-    max_tokens: int | None = typer.Option(None, "--max-tokens", help="most generated tokens"),
-    temperature: float | None = typer.Option(None, "--temperature", help="default: the model's recommended"),
+    thinking_budget: int | None = typer.Option(None, "--thinking-budget", min=0, help=BUDGET_HELP),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="most generated tokens"),
+    temperature: float | None = typer.Option(
+        None, "--temperature", min=0.0, max=2.0, help="default: the model's recommended"
+    ),
     seed: int | None = typer.Option(None, "--seed"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object with answer, reasoning and usage"),
     backend: str = BackendOption,
     context: int = ContextOption,
     threads: int | None = ThreadsOption,
 ) -> None:
-    """Answer one prompt: the answer on stdout, reasoning on stderr (or both in --json)."""
+    """Answer one prompt: the answer on stdout; reasoning and warnings on stderr (or all in --json)."""
     ref, prompt = _split_args(args)
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": prompt}
     ]
-    params = ChatParams(
-        enable_thinking=think,
-        thinking_budget=thinking_budget,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        seed=seed,
-    )
     with load_options(ref, backend, context, threads).load(progress=not json_out) as llm:
+        thinking = ThinkingRequest.for_model(llm, think, thinking_budget)
+        params = ChatParams(
+            enable_thinking=thinking.enable,
+            thinking_budget=thinking.budget,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed,
+        )
         stream = llm.start_chat(messages, params)
         if not json_out:
             for event in stream:
                 print_event(event)
             sys.stdout.write("\n")
+            sys.stdout.flush()
         result = stream.result()
+        notice = cut_notice(result, max_tokens, llm.context_length)
+    warnings = [*thinking.warnings, *result.warnings]
     if json_out:
-        print_json(result_dict(result))
+        print_json({**result_dict(result), "warnings": warnings})
+        return
+    for warning in warnings:
+        warn(warning)
+    if notice:
+        err_console.print(notice, style="yellow", highlight=False, markup=False)
 
 
 @app.command()
@@ -97,15 +111,19 @@ def chat(
     ref: str | None = typer.Argument(None, help=REF_HELP),
     system: str | None = typer.Option(None, "--system", help="system prompt"),
     think: bool | None = typer.Option(None, "--think/--no-think", help="start with thinking on or off"),
-    thinking_budget: int | None = typer.Option(None, "--thinking-budget"),
-    max_tokens: int | None = typer.Option(None, "--max-tokens"),
+    thinking_budget: int | None = typer.Option(None, "--thinking-budget", min=0, help=BUDGET_HELP),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="most tokens per answer"),
     backend: str = BackendOption,
     context: int = ContextOption,
     threads: int | None = ThreadsOption,
 ) -> None:
     """Interactive chat: streaming answers, /think, /no_think, /reset, /save FILE, /exit."""
     with load_options(ref, backend, context, threads).load() as llm:
+        thinking = ThinkingRequest.for_model(llm, think, thinking_budget)
+        for warning in thinking.warnings:
+            warn(warning)
         session = ChatSession(
-            llm, system=system, thinking=think, thinking_budget=thinking_budget, max_tokens=max_tokens
+            llm, system=system, thinking=thinking.enable, thinking_budget=thinking.budget,
+            max_tokens=max_tokens,
         )
         run_repl(session, input_fn=input)

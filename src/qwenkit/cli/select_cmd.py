@@ -21,6 +21,7 @@ from qwenkit.catalog.select import (
     select,
 )
 from qwenkit.cli.app import app, console, print_json
+from qwenkit.cli.load_options import context_option
 
 
 def recommendation_to_dict(rank: int, rec: Recommendation) -> dict[str, Any]:
@@ -93,7 +94,7 @@ def select_command(
     memory: str | None = typer.Option(
         None, "--memory", help="memory budget, e.g. 8GB, 512MiB, 1.5G (default: free RAM / GPU memory)"
     ),
-    context: int = typer.Option(8192, "--context", help="tokens of context to plan for"),
+    context: int = context_option(8192, "tokens of context to plan for"),
     bandwidth: float | None = typer.Option(
         None, "--bandwidth", help="memory bandwidth in GB/s (default: by device; CPU ~40)"
     ),

@@ -2,14 +2,75 @@
 
 from __future__ import annotations
 
+import math
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from qwenkit.cli.app import app
-from qwenkit.errors import MissingDependencyError
+from qwenkit.cli.load_options import BACKEND_NAMES, THREADS_HELP, backend_option
+from qwenkit.errors import MissingDependencyError, UsageError
+
+if TYPE_CHECKING:
+    from qwenkit.server.settings import ServerSettings
 
 _REF_HELP = "model to serve: catalog id[:quant], Hub repo id, directory or .gguf (default: the default model)"
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def base_url(host: str, port: int) -> str:
+    """The URL people can open: a wildcard bind address is reached through loopback."""
+    shown = _WILDCARDS.get(host, host)
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def banner(model: str, host: str, port: int) -> str:
+    root = base_url(host, port)
+    return f"qwenkit: serving {model} at {root}/v1 (playground: {root}/)"
+
+
+def announce(line: str) -> None:
+    """The one human line among the JSON log lines, on stderr whether or not it is a terminal."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def serve_until_stopped(settings: ServerSettings, on_listening: Callable[[str], None]) -> None:
+    """``qwenkit.server.app.run_server``'s steps, with a server that calls ``on_listening(line)`` once
+    its socket is bound (after the model is loaded), so that the banner never precedes a bind error."""
+    import uvicorn
+
+    from qwenkit.server.app import DrainingServer, create_app, load_model
+    from qwenkit.server.logs import configure_logging
+    from qwenkit.server.state import model_identity
+
+    class AnnouncingServer(DrainingServer):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started and self.servers:
+                port = self.servers[0].sockets[0].getsockname()[1]
+                on_listening(banner(model_id, settings.host, port))
+
+    configure_logging(settings.log_level)
+    llm = load_model(settings)
+    try:
+        model_id = model_identity(llm, settings.model, settings.served_model_name).id
+        application = create_app(settings, llm)
+        config = uvicorn.Config(
+            application,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=math.ceil(settings.drain_timeout),
+            lifespan="on",
+        )
+        AnnouncingServer(config, application.state).run()
+    finally:
+        llm.close()
 
 
 @app.command()
@@ -17,10 +78,10 @@ def serve(
     ref: str | None = typer.Argument(None, help=_REF_HELP, show_default=False),
     host: str | None = typer.Option(None, help="address to bind (default: 127.0.0.1)"),
     port: int | None = typer.Option(None, help="port to listen on (default: 8000)"),
-    backend: str | None = typer.Option(None, help="auto, llamacpp or transformers (default: auto)"),
+    backend: str | None = backend_option(None, "auto, llamacpp or transformers (default: auto)"),
     parallel: int | None = typer.Option(None, help="sequences decoded together (default: 4)"),
     context: int | None = typer.Option(None, help="context length in tokens (default: 4096)"),
-    threads: int | None = typer.Option(None, help="CPU threads (default: physical cores)"),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     api_key: list[str] | None = typer.Option(
         None, "--api-key", help="accepted API key, 'secret' or 'name:secret'"
     ),
@@ -39,7 +100,7 @@ def serve(
 ) -> None:
     """Serve a model with OpenAI's API (chat, completions, models, tokenize) until SIGTERM."""
     try:
-        from qwenkit.server.app import run_server
+        from qwenkit.server import app as server_app  # noqa: F401  (fastapi, uvicorn: the serve extra)
         from qwenkit.server.settings import load_settings
     except ImportError as exc:
         raise MissingDependencyError.for_extra(exc.name or "fastapi", "serve") from exc
@@ -59,4 +120,7 @@ def serve(
         request_timeout=request_timeout,
         drain_timeout=drain_timeout,
     )
-    run_server(settings)
+    if settings.backend not in BACKEND_NAMES:  # from the environment or the config file
+        known = ", ".join(BACKEND_NAMES)
+        raise UsageError(f"unknown backend {settings.backend!r}; choose one of: {known}", param="backend")
+    serve_until_stopped(settings, announce)

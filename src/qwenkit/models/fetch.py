@@ -1,7 +1,7 @@
 """Make a model local: the caches first, then the Hub (failing fast when unreachable), then mirrors.
 
 Every command goes through ``ensure_local``; when nothing can deliver, the one FetchError says what was
-tried and how to point ``--model`` at a local file instead.
+tried and how to name a local file instead.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def _what(ref: ModelRef) -> str:
 def _no_source(ref: ModelRef, attempts: list[str], not_found: bool) -> FetchError | ModelNotFoundError:
     name = ref.filename or "model-directory"
     hint = (
-        f"If you have the model, point --model at it: --model /path/to/{name}"
+        f"If you have the model, give its path instead of the id: /path/to/{name}"
         + ("" if ref.filename else " (config.json, *.safetensors and tokenizer files)")
         + ". For the Hub: check the network, set HF_TOKEN for gated repos or HF_ENDPOINT for a Hub mirror."
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import struct
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
@@ -14,6 +14,10 @@ from typing import Any
 from qwenkit.errors import ModelFormatError
 from qwenkit.models.gguf_reader import SpecialToken, read_gguf_metadata
 
+# The input embedding and the output head, by tensor name (GGUF's, then transformers'); a name matches
+# exactly or as the last components (model.embed_tokens.weight, model.language_model.embed_tokens.weight).
+INPUT_EMBEDDING_TENSORS = ("token_embd.weight", "embed_tokens.weight")
+OUTPUT_HEAD_TENSORS = ("output.weight", "lm_head.weight")
 MAX_JSON_BYTES = 32 << 20
 MAX_SAFETENSORS_HEADER = 100 << 20  # the format's own limit
 _IM_START = "<|im_start|>"
@@ -43,8 +47,37 @@ def template_family(template: str | None) -> str | None:
     return next((name for name, matches in TEMPLATE_FAMILIES if matches(template)), "other")
 
 
+def _is_one_of(name: str, suffixes: tuple[str, ...]) -> bool:
+    return any(name == s or name.endswith("." + s) for s in suffixes)
+
+
+@dataclass(frozen=True)
+class EmbeddingCounts:
+    """Elements of the input embedding and of a separately stored output head (0: tied in the file)."""
+
+    input: int = 0
+    output_head: int = 0
+
+    @classmethod
+    def of(cls, tensors: Iterable[tuple[str, int]]) -> EmbeddingCounts:
+        counts = {"input": 0, "output_head": 0}
+        for name, n in tensors:
+            if _is_one_of(name, INPUT_EMBEDDING_TENSORS):
+                counts["input"] += n
+            elif _is_one_of(name, OUTPUT_HEAD_TENSORS):
+                counts["output_head"] += n
+        return cls(**counts)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
+    """What a model file says about itself.
+
+    ``parameter_count`` is every element stored in the file, the embeddings included: a GGUF that
+    keeps a tied embedding matrix as two tensors (token_embd and output) counts it twice, unlike the
+    model's published size. ``non_embedding_parameters`` leaves both out.
+    """
+
     path: Path
     format: str  # gguf | safetensors
     architecture: str
@@ -61,6 +94,11 @@ class ModelInfo:
     chat_template: str | None = field(repr=False)
     special_tokens: tuple[SpecialToken, ...] = ()
     vocab_size: int | None = None
+    embeddings: EmbeddingCounts = EmbeddingCounts()
+
+    @property
+    def non_embedding_parameters(self) -> int:
+        return self.parameter_count - self.embeddings.input - self.embeddings.output_head
 
     @property
     def template_family(self) -> str | None:
@@ -73,6 +111,10 @@ class ModelInfo:
         data["path"] = str(self.path)
         data["tensor_types"] = dict(self.tensor_types)
         data["special_tokens"] = [{"role": t.role, "id": t.id, "text": t.text} for t in self.special_tokens]
+        del data["embeddings"]
+        data["embedding_parameters"] = self.embeddings.input
+        data["output_head_parameters"] = self.embeddings.output_head
+        data["non_embedding_parameters"] = self.non_embedding_parameters
         data["has_chat_template"] = self.chat_template is not None
         data["template_family"] = self.template_family
         return data
@@ -88,6 +130,7 @@ def _inspect_gguf(path: Path) -> ModelInfo:
         quantization=meta.file_type_name, tensor_types=MappingProxyType(meta.tensor_type_histogram()),
         file_size=meta.file_size, chat_template=meta.chat_template, special_tokens=meta.special_tokens,
         vocab_size=meta.token_count or None,
+        embeddings=EmbeddingCounts.of((t.name, t.n_elements) for t in meta.tensors),
     )
 
 
@@ -124,8 +167,10 @@ def _safetensors_header(path: Path) -> dict[str, Any]:
     return header
 
 
-def _tensor_histogram(folder: Path) -> tuple[int, Counter[str]]:
-    params, dtypes = 0, Counter[str]()
+def _tensor_histogram(folder: Path) -> tuple[dict[str, int], Counter[str]]:
+    """Elements per tensor name, and tensors per dtype."""
+    sizes: dict[str, int] = {}
+    dtypes = Counter[str]()
     for file in sorted(folder.glob("*.safetensors")):
         for name, entry in _safetensors_header(file).items():
             if name == "__metadata__" or not isinstance(entry, dict):
@@ -133,9 +178,9 @@ def _tensor_histogram(folder: Path) -> tuple[int, Counter[str]]:
             count = 1
             for dim in entry.get("shape", []):
                 count *= int(dim)
-            params += count
+            sizes[name] = count
             dtypes[str(entry.get("dtype", "?"))] += 1
-    return params, dtypes
+    return sizes, dtypes
 
 
 def _text_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -190,7 +235,7 @@ def _inspect_dir(folder: Path) -> ModelInfo:
         raise ModelFormatError(f"{folder} has no config.json")
     tok_config = _read_json(folder / "tokenizer_config.json")
     text = _text_config(config)
-    params, dtypes = _tensor_histogram(folder)
+    sizes, dtypes = _tensor_histogram(folder)
     archs = config.get("architectures") or []
 
     def number(key: str) -> int | None:
@@ -199,14 +244,15 @@ def _inspect_dir(folder: Path) -> ModelInfo:
 
     return ModelInfo(
         path=folder, format="safetensors", architecture=str(config.get("model_type") or "unknown"),
-        name=str(archs[0]) if archs else None, parameter_count=params, layers=number("num_hidden_layers"),
+        name=str(archs[0]) if archs else None, parameter_count=sum(sizes.values()),
+        layers=number("num_hidden_layers"),
         hidden_size=number("hidden_size"), attention_heads=number("num_attention_heads"),
         kv_heads=number("num_key_value_heads") or number("num_attention_heads"),
         context_length=number("max_position_embeddings"), quantization=_quant_label(text, dtypes),
         tensor_types=MappingProxyType(dict(dtypes.most_common())),
         file_size=sum(p.stat().st_size for p in folder.glob("*.safetensors")),
         chat_template=_dir_template(folder, tok_config), special_tokens=_dir_special_tokens(text, tok_config),
-        vocab_size=number("vocab_size"),
+        vocab_size=number("vocab_size"), embeddings=EmbeddingCounts.of(sizes.items()),
     )
 
 

@@ -114,7 +114,7 @@ def _local_dir_ref(path: Path, text: str) -> ModelRef:
         missing.append("tokenizer.json (or vocab.json + merges.txt)")
     if missing:
         ggufs = sorted(p.name for p in path.glob("*.gguf"))
-        hint = f"it holds GGUF files; point --model at one: {path / ggufs[0]}" if ggufs else None
+        hint = f"it holds GGUF files; give one of them instead: {path / ggufs[0]}" if ggufs else None
         raise ModelFormatError(f"{path} is not a model directory: missing {', '.join(missing)}", hint=hint)
     return ModelRef(RefKind.LOCAL_DIR, None, None, None, None, path, text)
 
@@ -141,7 +141,7 @@ def _resolve_path(text: str, catalog: CatalogLike | None) -> ModelRef | None:
             if path.suffix.lower() != ".gguf":
                 raise ModelFormatError(
                     f"{path} is not a .gguf file",
-                    hint="--model takes a .gguf file, a model directory, a catalog id or a Hub repo id",
+                    hint="a model reference is a .gguf file, a model directory, a catalog id or a Hub repo",
                 )
             return _gguf_file_ref(path.resolve(), q, text, catalog)
     looks_like_path = text.startswith(("/", "./", "../", "~")) or base.lower().endswith(".gguf")

@@ -1,0 +1,161 @@
+"""Every usage error of every command, through the installed ``qwenkit`` entry point.
+
+A usage error is one line on stderr (``error: ...``), at most one hint line after it, nothing on
+stdout, exit code 2 and no traceback; and it comes before any model is fetched or loaded (the caches
+are empty and the network closed here, so a command that got that far would fail with exit code 1).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import typer
+from _cli import offline_env, run_qwenkit
+
+from qwenkit.cli import app
+
+Case = tuple[str, tuple[str, ...], str]  # command, arguments, text the error line must hold
+
+UNKNOWN_OPTION = "no such option: --bogus"
+EXTRA_ARGUMENT = "unexpected extra argument"
+NOT_A_NUMBER = "invalid value for '--context'"
+
+USAGE_ERRORS: list[Case] = [
+    ("catalog", ("catalog", "--bogus"), UNKNOWN_OPTION),
+    ("catalog", ("catalog", "extra"), EXTRA_ARGUMENT),
+    ("catalog", ("catalog", "--json=yes"), "option '--json' does not take a value"),
+    ("catalog", ("catalog", "--generation", "qwen9"), "unknown generation 'qwen9'"),
+    ("select", ("select", "--task", "code", "--bogus"), UNKNOWN_OPTION),
+    ("select", ("select",), "missing option '--task'"),
+    ("select", ("select", "--task"), "option '--task' requires an argument"),
+    ("select", ("select", "--task", "code", "--context", "abc"), NOT_A_NUMBER),
+    ("select", ("select", "--task", "code", "--context", "10"), "greater than or equal to 64"),
+    ("select", ("select", "--task", "cooking"), "unknown task 'cooking'"),
+    ("select", ("select", "--task", "code", "--memory", "lots"), "cannot read 'lots' as an amount of memory"),
+    ("pull", ("pull", "--bogus"), UNKNOWN_OPTION),
+    ("pull", ("pull", "a", "b"), EXTRA_ARGUMENT),
+    ("pull", ("pull", "--quiet=3"), "option '--quiet' does not take a value"),
+    ("pull", ("pull", "qwen2.5-coder-0.5b-instruct:q9_z"), "no quant 'q9_z'"),
+    ("list", ("list", "--bogus"), UNKNOWN_OPTION),
+    ("list", ("list", "extra"), EXTRA_ARGUMENT),
+    ("list", ("list", "--json=1"), "option '--json' does not take a value"),
+    ("rm", ("rm", "--bogus", "x"), UNKNOWN_OPTION),
+    ("rm", ("rm",), "missing argument 'ref'"),
+    ("rm", ("rm", "--json=1", "x"), "option '--json' does not take a value"),
+    ("rm", ("rm", ""), "a model reference must not be empty"),
+    ("info", ("info", "--bogus"), UNKNOWN_OPTION),
+    ("info", ("info", "a", "b"), EXTRA_ARGUMENT),
+    ("info", ("info", "--json=1"), "option '--json' does not take a value"),
+    ("info", ("info", "qwen2.5-coder-0.5b-instruct:q9_z"), "no quant 'q9_z'"),
+    ("run", ("run", "--bogus", "hi"), UNKNOWN_OPTION),
+    ("run", ("run",), "missing argument '[REF] PROMPT'"),
+    ("run", ("run", "a", "b", "c"), 'usage: qwenkit run [REF] "prompt"'),
+    ("run", ("run", "--context", "abc", "hi"), NOT_A_NUMBER),
+    ("run", ("run", "--context", "10", "hi"), "greater than or equal to 64"),
+    ("run", ("run", "--max-tokens", "0", "hi"), "invalid value for '--max-tokens'"),
+    ("run", ("run", "--temperature", "9", "hi"), "invalid value for '--temperature'"),
+    ("run", ("run", "--backend", "foo", "hi"), "'foo' is not a backend"),
+    ("chat", ("chat", "--bogus"), UNKNOWN_OPTION),
+    ("chat", ("chat", "a", "b"), EXTRA_ARGUMENT),
+    ("chat", ("chat", "--context", "abc"), NOT_A_NUMBER),
+    ("chat", ("chat", "--context", "10"), "greater than or equal to 64"),
+    ("chat", ("chat", "--thinking-budget", "-1"), "invalid value for '--thinking-budget'"),
+    ("chat", ("chat", "--backend", "foo"), "'foo' is not a backend"),
+    ("serve", ("serve", "--bogus"), UNKNOWN_OPTION),
+    ("serve", ("serve", "a", "b"), EXTRA_ARGUMENT),
+    ("serve", ("serve", "--port"), "option '--port' requires an argument"),
+    ("serve", ("serve", "--port", "abc"), "invalid value for '--port'"),
+    ("serve", ("serve", "--port", "99999"), "invalid setting port"),
+    ("serve", ("serve", "--context", "10"), "invalid setting context"),
+    ("serve", ("serve", "--backend", "foo"), "'foo' is not a backend"),
+    ("serve", ("serve", "--log-level", "loud"), "invalid setting log_level"),
+    ("bench", ("bench", "--bogus"), UNKNOWN_OPTION),
+    ("bench", ("bench",), "name a model to load (REF) or a server to measure (--url)"),
+    ("bench", ("bench", "x", "--output-tokens", "abc"), "invalid value for '--output-tokens'"),
+    ("bench", ("bench", "x", "--concurrency", "0"), "concurrency values must be at least 1"),
+    ("bench", ("bench", "x", "--context", "10"), "greater than or equal to 64"),
+    ("bench", ("bench", "x", "--backend", "foo"), "'foo' is not a backend"),
+    ("doctor", ("doctor", "--bogus"), UNKNOWN_OPTION),
+    ("doctor", ("doctor", "a", "b"), EXTRA_ARGUMENT),
+    ("doctor", ("doctor", "--context", "abc"), NOT_A_NUMBER),
+    ("doctor", ("doctor", "--context", "10"), "greater than or equal to 64"),
+    ("doctor", ("doctor", "--backend", "foo"), "'foo' is not a backend"),
+    ("(none)", ("foo",), "no such command 'foo'"),
+    ("(none)", ("--bogus",), UNKNOWN_OPTION),
+]
+DOCUMENTED_COMMANDS = {
+    "catalog", "select", "pull", "list", "rm", "info", "run", "chat", "serve", "bench", "doctor",
+}
+CASE_IDS = [" ".join(args) for _, args, _ in USAGE_ERRORS]
+
+
+def registered_commands() -> set[str]:
+    return set(getattr(typer.main.get_command(app), "commands", {}))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return offline_env(tmp_path_factory.mktemp("cli-usage"))
+
+
+@pytest.fixture(scope="module")
+def outcomes(env: dict[str, str]) -> dict[tuple[str, ...], subprocess.CompletedProcess[str]]:
+    """Every case's process, started a few at a time (each one is a fresh interpreter)."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        procs = pool.map(lambda args: run_qwenkit(*args, env=env), [args for _, args, _ in USAGE_ERRORS])
+        return {args: proc for (_, args, _), proc in zip(USAGE_ERRORS, procs, strict=True)}
+
+
+def test_every_command_has_its_usage_errors_in_the_table() -> None:
+    commands = registered_commands()
+    assert commands >= DOCUMENTED_COMMANDS
+    assert {case[0] for case in USAGE_ERRORS} - {"(none)"} == commands
+
+
+@pytest.mark.parametrize(("command", "args", "expected"), USAGE_ERRORS, ids=CASE_IDS)
+def test_usage_error_is_one_line_and_exit_code_2(
+    outcomes: dict[tuple[str, ...], subprocess.CompletedProcess[str]],
+    command: str,
+    args: tuple[str, ...],
+    expected: str,
+) -> None:
+    proc = outcomes[args]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert 1 <= len(lines) <= 2, lines
+    assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+    if len(lines) == 2 and lines[1].startswith("try "):
+        path = "qwenkit" if command == "(none)" else f"qwenkit {command}"
+        assert lines[1] == f"try '{path} --help'"
+
+
+@pytest.mark.parametrize("command", ["", *sorted(registered_commands())])
+def test_dash_h_is_help_on_every_command(env: dict[str, str], command: str) -> None:
+    proc = run_qwenkit(*([command] if command else []), "-h", env=env)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert f"Usage: qwenkit {command}".rstrip() in proc.stdout
+
+
+def test_version(env: dict[str, str]) -> None:
+    proc = run_qwenkit("--version", env=env)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout == f"qwenkit {importlib.metadata.version('qwenkit')}\n"
+
+
+def test_no_arguments_prints_the_help_and_exits_0(env: dict[str, str]) -> None:
+    proc = run_qwenkit(env=env)
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert "Usage: qwenkit" in proc.stdout and "serve" in proc.stdout and "--version" in proc.stdout
+
+
+def test_usage_errors_leave_the_caches_alone(env: dict[str, str]) -> None:
+    """The failing commands above never got as far as the model store."""
+    for name in ("HF_HOME", "QWENKIT_HOME"):
+        root = Path(env[name])
+        assert not root.exists() or not any(root.rglob("*.gguf"))
