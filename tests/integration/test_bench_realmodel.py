@@ -56,7 +56,7 @@ def test_default_bench_writes_json_and_png_within_five_minutes(real_model_path: 
     elapsed = time.monotonic() - start
     assert code == 0
     data = json.loads(report.read_text())
-    assert data["target"]["sha256"] == SHA256 and data["target"]["backend"] == "llama.cpp"
+    assert data["target"]["sha256"] == SHA256 and data["target"]["backend"] == "llamacpp"
     assert data["workload"]["output_tokens"] == 64 and data["workload"]["prompt_tokens"] == [128]
     assert [lv["concurrency"] for lv in data["levels"]] == [1, 4, 8]
     for level in data["levels"]:

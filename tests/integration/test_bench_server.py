@@ -24,10 +24,11 @@ from qwenkit.bench.runner_http import HttpTarget
 from qwenkit.bench.runner_inprocess import InProcessTarget
 from qwenkit.bench.target import TargetInfo
 from qwenkit.bench.workload import COMMON_WORDS, Workload, vocabulary_words
+from qwenkit.chat.template import TemplateFamily
 from qwenkit.cli import main
 from qwenkit.engine.handle import QueuedHandle
 from qwenkit.engine.llm import LLM, ModelFacts
-from qwenkit.engine.types import FinishReason, SamplingParams, TokenEvent
+from qwenkit.engine.types import BackendKind, Capability, FinishReason, SamplingParams, TokenEvent
 
 WORKLOAD = Workload(concurrency=(1, 2), prompt_tokens=(60,), output_tokens=8, warmup=1)
 
@@ -36,7 +37,8 @@ class PacedBackend:
     """Emits ``max_tokens`` word tokens, one every ``delay`` s, on its own thread; stops early at
     "EOS" (after 3 tokens) unless ``ignore_eos``."""
 
-    name = "paced"
+    kind = BackendKind.TRANSFORMERS  # a stand-in: what /v1/models and bench report
+    capabilities = Capability.LOGPROBS
 
     def __init__(self, tokenizer: Any, delay: float = 0.003) -> None:
         self.tokenizer, self.context_length, self.delay = tokenizer, 1024, delay
@@ -66,7 +68,7 @@ def tiny_llm(qwen3_tokenizer_dir: Path) -> Iterator[LLM]:
     from qwenkit.chat.hf_tokenizer import HFTokenizer
 
     backend = PacedBackend(HFTokenizer.from_dir(str(qwen3_tokenizer_dir)))
-    llm = LLM(backend, ModelFacts(path=None, variant=None, template_family="qwen3"))
+    llm = LLM(backend, ModelFacts(path=None, variant=None, template_family=TemplateFamily.QWEN3))
     yield llm
     llm.close()
 

@@ -14,7 +14,7 @@ import transformers
 
 from _greedy import TOP_K, GreedyReference, divergence
 from qwenkit.engine.transformers import TransformersBackend
-from qwenkit.engine.types import BackendOptions, FinishReason, SamplingParams, TokenEvent
+from qwenkit.engine.types import BackendKind, BackendOptions, FinishReason, SamplingParams, TokenEvent
 from qwenkit.errors import ContextLengthError, ModelNotFoundError, UsageError
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
@@ -84,7 +84,7 @@ PROMPTS = [
 
 
 def test_backend_shape(backend: TransformersBackend) -> None:
-    assert backend.name == "transformers"
+    assert backend.kind is BackendKind.TRANSFORMERS
     assert backend.context_length == 512
     assert backend.tokenizer.special_tokens["<|im_end|>"] in backend.tokenizer.eos_token_ids
 

@@ -16,14 +16,16 @@ from _chat_tokenizer import real_qwen_tokenizer
 
 from qwenkit.bench.target import RequestResult, TargetInfo
 from qwenkit.bench.workload import Messages
+from qwenkit.chat.template import TemplateFamily
 from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.engine.handle import QueuedHandle
 from qwenkit.engine.llm import LLM, ModelFacts
-from qwenkit.engine.types import FinishReason, SamplingParams, TokenEvent
+from qwenkit.engine.types import BackendKind, Capability, FinishReason, SamplingParams, TokenEvent
 
 
 class PacedBackend:
-    name = "paced"
+    kind = BackendKind.TRANSFORMERS  # a stand-in: what /v1/models and bench report
+    capabilities = Capability.LOGPROBS
 
     def __init__(self, tokenizer: Tokenizer, *, delay: float = 0.002, eos_after: int | None = None,
                  context_length: int = 4096) -> None:
@@ -62,7 +64,8 @@ class PacedBackend:
 
 def paced_llm(**kwargs: object) -> tuple[LLM, PacedBackend]:
     backend = PacedBackend(real_qwen_tokenizer(), **kwargs)  # type: ignore[arg-type]
-    return LLM(backend, ModelFacts(path=Path("paced"), variant=None, template_family="qwen3")), backend
+    facts = ModelFacts(path=Path("paced"), variant=None, template_family=TemplateFamily.QWEN3)
+    return LLM(backend, facts), backend
 
 
 class FakeTarget:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from qwenkit.chat.tokenizer import Tokenizer
-from qwenkit.engine.types import FinishReason, SamplingParams, Timings, TokenEvent
+from qwenkit.engine.types import BackendKind, Capability, FinishReason, SamplingParams, Timings, TokenEvent
 
 
 @dataclass
@@ -86,7 +86,8 @@ class ScriptedHandle:
 class ScriptedBackend:
     """Reasoning ids until ``</think>`` has been emitted, then answer ids; records every submit."""
 
-    name = "scripted"
+    kind = BackendKind.TRANSFORMERS  # a stand-in: what /v1/models and bench report
+    capabilities = Capability.LOGPROBS
 
     def __init__(self, tokenizer: Tokenizer, reasoning: str, answer: str, context_length: int = 4096) -> None:
         self.tokenizer = tokenizer

@@ -11,6 +11,7 @@ from _scripted import ScriptedBackend
 
 from qwenkit.catalog import load_catalog
 from qwenkit.chat.events import ContentDelta, ReasoningDelta
+from qwenkit.chat.template import TemplateFamily
 from qwenkit.engine.llm import LLM, ModelFacts
 from qwenkit.engine.params import THINKING_EARLY_STOP
 from qwenkit.errors import ContextLengthError, UsageError
@@ -29,7 +30,8 @@ def make_llm(reasoning: str = REASONING, answer: str = ANSWER, *, template: str 
              context: int = 4096) -> tuple[LLM, ScriptedBackend]:
     tokenizer = real_qwen_tokenizer()
     backend = ScriptedBackend(tokenizer, reasoning, answer, context)
-    facts = ModelFacts(path=Path("scripted"), variant=load_catalog().get("qwen3-8b"), template_family="qwen3")
+    variant = load_catalog().get("qwen3-8b")
+    facts = ModelFacts(path=Path("scripted"), variant=variant, template_family=TemplateFamily.QWEN3)
     return LLM(backend, facts, template=template), backend
 
 

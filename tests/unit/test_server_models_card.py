@@ -9,6 +9,7 @@ from _scripted import ScriptedBackend
 from fastapi.testclient import TestClient
 
 from qwenkit.catalog import load_catalog
+from qwenkit.chat.template import TemplateFamily
 from qwenkit.engine.llm import LLM, ModelFacts
 from qwenkit.server.app import create_app
 from qwenkit.server.settings import ServerSettings
@@ -17,7 +18,8 @@ from qwenkit.server.settings import ServerSettings
 def test_models_card_has_catalog_facts() -> None:
     variant = load_catalog().get("qwen3-8b")
     backend = ScriptedBackend(real_qwen_tokenizer(), "", "ok")
-    llm = LLM(backend, ModelFacts(path=Path("qwen3-8b.gguf"), variant=variant, template_family="qwen3"))
+    facts = ModelFacts(path=Path("qwen3-8b.gguf"), variant=variant, template_family=TemplateFamily.QWEN3)
+    llm = LLM(backend, facts)
     with TestClient(create_app(ServerSettings(), llm)) as client:
         card = client.get("/v1/models").json()["data"][0]
     assert card["params_total"] == variant.params_total

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
@@ -18,6 +19,8 @@ import jinja2
 from qwenkit.chat.sandbox import RenderBudget, build_environment, run_with_budget
 from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.errors import ModelFormatError, TemplateError, UsageError
+
+TURN_START = "<|im_start|>"
 
 # Built-in template name -> file in qwenkit/chat/templates.
 BUILTIN_TEMPLATES: Mapping[str, str] = {
@@ -93,6 +96,29 @@ def template_features(source: str) -> TemplateFeatures:
         supports_thinking="enable_thinking" in source or "<think>" in source,
         reads_reasoning="reasoning_content" in source,
     )
+
+
+class TemplateFamily(str, Enum):
+    """What kind of chat template a model ships: decides sampling presets and thinking controls."""
+
+    QWEN3 = "qwen3"  # ChatML with a thinking mode (enable_thinking, <think>)
+    QWEN2_5 = "qwen2.5"  # ChatML with Qwen2.5's conventions (default system prompt, <tools>/<tool_call>)
+    CHATML = "chatml-other"  # ChatML of another kind
+    OTHER = "other"
+
+
+def classify_template(source: str | None) -> TemplateFamily | None:
+    """The one classifier of chat templates (None: the model ships no template)."""
+    if not source:
+        return None
+    if TURN_START not in source:
+        return TemplateFamily.OTHER
+    if template_features(source).supports_thinking or "reasoning_content" in source:
+        return TemplateFamily.QWEN3
+    qwen_system = "You are Qwen, created by Alibaba Cloud" in source
+    if qwen_system or ("<tools>" in source and "<tool_call>" in source):
+        return TemplateFamily.QWEN2_5
+    return TemplateFamily.CHATML
 
 
 @lru_cache(maxsize=1)

@@ -11,12 +11,12 @@ from typing import Any
 
 import typer
 
-from qwenkit.engine.registry import BACKENDS
+from qwenkit.engine.registry import BACKEND_CHOICES
+from qwenkit.engine.types import MIN_CONTEXT
 from qwenkit.models import DEFAULT_MODEL
 
 REF_HELP = "catalog id[:quant], Hub repo id, model directory or .gguf file (default: the default model)"
-BACKEND_NAMES = ("auto", *BACKENDS)
-MIN_CONTEXT = 64  # BackendOptions refuses less; checked here too, before a model is fetched
+BACKEND_NAMES = BACKEND_CHOICES
 THREADS_HELP = "CPU threads for decoding (default: the physical cores)"
 
 

@@ -16,7 +16,7 @@ from qwenkit.catalog.schema import SamplingDefaults, Variant
 from qwenkit.chat.builders import encode_fim
 from qwenkit.chat.encode import EncodedPrompt, encode_chat
 from qwenkit.chat.events import Event
-from qwenkit.chat.template import template_features
+from qwenkit.chat.template import TemplateFamily, classify_template
 from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.engine.chat_run import ChatResult, ChatRun, ThinkingControl
 from qwenkit.engine.params import THINKING_EARLY_STOP, ChatParams, fallback_defaults, resolve_sampling
@@ -31,7 +31,7 @@ class ModelFacts:
 
     path: Path | None
     variant: Variant | None
-    template_family: str | None  # "qwen3", "qwen2.5" or None
+    template_family: TemplateFamily | None
 
 
 class ChatStream:
@@ -262,12 +262,9 @@ def load(
 
 
 def facts_for(tokenizer: Tokenizer, path: Path | None, variant: Variant | None) -> ModelFacts:
-    source = tokenizer.chat_template
-    family: str | None = None
-    if source is not None:
-        family = "qwen3" if template_features(source).supports_thinking else "qwen2.5"
-    elif "<think>" in tokenizer.special_tokens:
-        family = "qwen3"
+    family = classify_template(tokenizer.chat_template)
+    if family is None and "<think>" in tokenizer.special_tokens:
+        family = TemplateFamily.QWEN3
     return ModelFacts(path=path, variant=variant, template_family=family)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qwenkit.catalog.schema import SamplingDefaults
+from qwenkit.chat.template import TemplateFamily
 from qwenkit.engine.stops import validate_stops
 from qwenkit.engine.types import SamplingParams
 from qwenkit.errors import UsageError
@@ -127,9 +128,9 @@ def resolve_sampling(
     )
 
 
-def fallback_defaults(template_family: str | None, thinking: bool | None) -> SamplingDefaults:
+def fallback_defaults(template_family: TemplateFamily | None, thinking: bool | None) -> SamplingDefaults:
     """Presets for a model the catalog does not know, chosen by its chat template family."""
-    if template_family == "qwen3":
+    if template_family is TemplateFamily.QWEN3:
         return QWEN3_NON_THINKING if thinking is False else QWEN3_THINKING
     return QWEN2_5_INSTRUCT
 

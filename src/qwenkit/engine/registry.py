@@ -1,4 +1,4 @@
-"""Backends by name; ``auto`` picks by model format. Imports are lazy: extras stay optional."""
+"""Backends by kind; ``auto`` picks by model format. Imports are lazy: extras stay optional."""
 
 from __future__ import annotations
 
@@ -8,17 +8,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from qwenkit.engine.types import Backend, BackendOptions
+from qwenkit.engine.types import Backend, BackendKind, BackendOptions
 from qwenkit.errors import MissingDependencyError, UsageError
+from qwenkit.models.ref import ModelFormat
+
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
 class BackendEntry:
+    kind: BackendKind
     module: str
     cls: str
     needs: str  # the third-party module the backend imports
     extra: str  # the qwenkit extra that installs it
-    formats: frozenset[str]
+    formats: frozenset[ModelFormat]
 
     def loader(self) -> Callable[[Path, BackendOptions], Backend]:
         if importlib.util.find_spec(self.needs) is None:
@@ -27,33 +31,48 @@ class BackendEntry:
         return backend_cls.load  # type: ignore[no-any-return]
 
 
-BACKENDS: dict[str, BackendEntry] = {
-    "llamacpp": BackendEntry(
-        "qwenkit.engine.llamacpp", "LlamaCppBackend", "llama_cpp", "llama", frozenset({"gguf"})
+# In ``auto`` order: the first backend that reads a format serves it.
+BACKENDS: dict[BackendKind, BackendEntry] = {
+    BackendKind.LLAMACPP: BackendEntry(
+        BackendKind.LLAMACPP,
+        "qwenkit.engine.llamacpp",
+        "LlamaCppBackend",
+        "llama_cpp",
+        "llama",
+        frozenset({ModelFormat.GGUF}),
     ),
-    "transformers": BackendEntry(
+    BackendKind.TRANSFORMERS: BackendEntry(
+        BackendKind.TRANSFORMERS,
         "qwenkit.engine.transformers",
         "TransformersBackend",
         "transformers",
         "hf",
-        frozenset({"gguf", "safetensors"}),
+        frozenset({ModelFormat.GGUF, ModelFormat.SAFETENSORS}),
     ),
 }
-
-# The first backend in this order that reads a format serves it under "auto".
-AUTO_ORDER = ("llamacpp", "transformers")
+BACKEND_CHOICES = (AUTO, *(kind.value for kind in BACKENDS))
 
 
-def choose_backend(name: str, model_format: str) -> BackendEntry:
-    if name == "auto":
-        for candidate in AUTO_ORDER:
-            if model_format in BACKENDS[candidate].formats:
-                return BACKENDS[candidate]
-        raise UsageError(f"no backend reads {model_format} models", param="backend")
-    entry = BACKENDS.get(name)
-    if entry is None:
-        known = ", ".join(["auto", *BACKENDS])
-        raise UsageError(f"unknown backend {name!r}; choose one of: {known}", param="backend")
+def backend_kind(name: str) -> BackendKind | None:
+    """The kind a ``--backend`` value names; None for ``auto``; UsageError for anything else."""
+    if name == AUTO:
+        return None
+    try:
+        return BackendKind(name)
+    except ValueError:
+        raise UsageError(
+            f"unknown backend {name!r}; choose one of: {', '.join(BACKEND_CHOICES)}", param="backend"
+        ) from None
+
+
+def choose_backend(name: str, model_format: ModelFormat) -> BackendEntry:
+    kind = backend_kind(name)
+    if kind is None:
+        for entry in BACKENDS.values():
+            if model_format in entry.formats:
+                return entry
+        raise UsageError(f"no backend reads {model_format.value} models", param="backend")
+    entry = BACKENDS[kind]
     if model_format not in entry.formats:
-        raise UsageError(f"the {name} backend cannot load {model_format} models", param="backend")
+        raise UsageError(f"the {kind.value} backend cannot load {model_format.value} models", param="backend")
     return entry

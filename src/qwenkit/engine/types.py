@@ -189,6 +189,9 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+MIN_CONTEXT = 64  # tokens: less cannot hold a chat template and an answer
+
+
 @dataclass(frozen=True)
 class BackendOptions:
     """How to load a model; each backend takes what applies to it."""
@@ -203,8 +206,8 @@ class BackendOptions:
     adapters: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if self.context < 64:
-            raise UsageError("context must be at least 64 tokens", param="context")
+        if self.context < MIN_CONTEXT:
+            raise UsageError(f"context must be at least {MIN_CONTEXT} tokens", param="context")
         if self.parallel < 1:
             raise UsageError("parallel must be at least 1", param="parallel")
         if self.threads is not None and self.threads < 1:

@@ -15,7 +15,7 @@ from qwenkit.catalog.schema import Mirror, Variant
 from qwenkit.errors import FetchError, ModelNotFoundError
 from qwenkit.models import hub, store
 from qwenkit.models.mirrors import fetch_from_mirror
-from qwenkit.models.ref import ModelRef, resolve, shard_names
+from qwenkit.models.ref import ModelFormat, ModelRef, resolve, shard_names
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -25,7 +25,7 @@ class LocalModel:
     """A model on this machine. ``source`` says where it came from; ``downloaded`` if it came just now."""
 
     path: Path
-    format: str  # "gguf" | "safetensors"
+    format: ModelFormat
     variant: Variant | None
     quant: str | None
     sha256: str | None = None
@@ -42,7 +42,7 @@ class _Unavailable(Exception):
 
 def mirrors_for(ref: ModelRef) -> tuple[Mirror, ...]:
     """The catalog's mirrors that hold exactly the file ``ref`` names."""
-    if ref.variant is None or ref.format != "gguf":
+    if ref.variant is None or ref.format is not ModelFormat.GGUF:
         return ()
     return tuple(
         m for m in ref.variant.mirrors
@@ -74,7 +74,7 @@ def find_local(ref: ModelRef) -> LocalModel | None:
         return _model(ref, ref.path, None, "local path")
     if ref.repo_id is None:
         return None
-    if ref.format == "safetensors":
+    if ref.format is ModelFormat.SAFETENSORS:
         snapshot = hub.cached_snapshot(ref.repo_id)
         return _model(ref, snapshot, None, "hf-cache") if snapshot else None
     if ref.filename is None:
@@ -114,7 +114,7 @@ def _from_hub(ref: ModelRef, progress: bool) -> LocalModel:
         raise _Unavailable("no Hub repo for this model")
     try:
         hub.check_reachable()
-        if ref.format == "safetensors":
+        if ref.format is ModelFormat.SAFETENSORS:
             return _model(ref, hub.download_snapshot(ref.repo_id, progress=progress), None, "hub", True)
         filename = ref.filename or hub.find_gguf_filename(ref.repo_id, ref.quant or "")
         paths = [hub.download_file(ref.repo_id, name, progress=progress) for name in shard_names(filename)]

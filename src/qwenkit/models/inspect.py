@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import struct
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from qwenkit.chat.template import classify_template
 from qwenkit.errors import ModelFormatError
 from qwenkit.models.gguf_reader import SpecialToken, read_gguf_metadata
 
@@ -20,31 +21,12 @@ INPUT_EMBEDDING_TENSORS = ("token_embd.weight", "embed_tokens.weight")
 OUTPUT_HEAD_TENSORS = ("output.weight", "lm_head.weight")
 MAX_JSON_BYTES = 32 << 20
 MAX_SAFETENSORS_HEADER = 100 << 20  # the format's own limit
-_IM_START = "<|im_start|>"
-
-
-def _is_qwen3(t: str) -> bool:
-    return _IM_START in t and ("<think>" in t or "enable_thinking" in t or "reasoning_content" in t)
-
-
-def _is_qwen25(t: str) -> bool:
-    default_system = "You are Qwen, created by Alibaba Cloud" in t
-    return _IM_START in t and (default_system or ("<tools>" in t and "<tool_call>" in t))
-
-
-# Checked in order: the first family whose markers the template text contains.
-TEMPLATE_FAMILIES: tuple[tuple[str, Callable[[str], bool]], ...] = (
-    ("qwen3", _is_qwen3),
-    ("qwen2.5", _is_qwen25),
-    ("chatml-other", lambda t: _IM_START in t),
-)
 
 
 def template_family(template: str | None) -> str | None:
-    """qwen3, qwen2.5, chatml-other, other; None when there is no template."""
-    if not template:
-        return None
-    return next((name for name, matches in TEMPLATE_FAMILIES if matches(template)), "other")
+    """qwen3, qwen2.5, chatml-other, other; None when there is no template (``classify_template``)."""
+    family = classify_template(template)
+    return None if family is None else family.value
 
 
 def _is_one_of(name: str, suffixes: tuple[str, ...]) -> bool:

@@ -43,6 +43,13 @@ class RefKind(str, Enum):
     GGUF_FILE = "gguf-file"
 
 
+class ModelFormat(str, Enum):
+    """How a model's weights are stored: which backends can read it."""
+
+    GGUF = "gguf"
+    SAFETENSORS = "safetensors"
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A resolved reference. ``filename`` is None for a safetensors repo (the whole snapshot is meant)."""
@@ -56,10 +63,10 @@ class ModelRef:
     text: str = ""
 
     @property
-    def format(self) -> str:
+    def format(self) -> ModelFormat:
         if self.kind == RefKind.GGUF_FILE or self.quant or (self.filename or "").endswith(".gguf"):
-            return "gguf"
-        return "safetensors"
+            return ModelFormat.GGUF
+        return ModelFormat.SAFETENSORS
 
     @property
     def is_local_path(self) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from qwenkit.chat.events import ContentDelta, Done, Event, ReasoningDelta, ToolCall
+from qwenkit.chat.template import TemplateFamily
 from qwenkit.engine.chat_run import ChatResult
 from qwenkit.engine.params import ChatParams
 from qwenkit.errors import UsageError
@@ -50,7 +51,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _thinking(req: ChatCompletionRequest, constraint: Constraint, template_family: str | None) -> bool | None:
+def _thinking(
+    req: ChatCompletionRequest, constraint: Constraint, template_family: TemplateFamily | None
+) -> bool | None:
     kwargs = req.chat_template_kwargs or {}
     enable = kwargs.get("enable_thinking")
     if enable is not None and not isinstance(enable, bool):
@@ -59,7 +62,7 @@ def _thinking(req: ChatCompletionRequest, constraint: Constraint, template_famil
         )
     if req.enable_thinking is not None:
         enable = req.enable_thinking
-    if constraint.forbids_thinking and template_family == "qwen3":
+    if constraint.forbids_thinking and template_family is TemplateFamily.QWEN3:
         if enable is True:
             raise UsageError(
                 "enable_thinking cannot be true with response_format or a forced tool_choice",
@@ -70,7 +73,7 @@ def _thinking(req: ChatCompletionRequest, constraint: Constraint, template_famil
 
 
 def chat_params(
-    req: ChatCompletionRequest, constraint: Constraint, template_family: str | None
+    req: ChatCompletionRequest, constraint: Constraint, template_family: TemplateFamily | None
 ) -> ChatParams:
     if req.top_logprobs and not req.logprobs:
         raise UsageError("top_logprobs needs logprobs set to true", param="top_logprobs")

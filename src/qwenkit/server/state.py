@@ -63,7 +63,8 @@ def model_identity(llm: LLM, ref: str | None, served_name: str | None) -> ModelI
         names.add(ref)
     if path is not None:
         names.update({path.name, str(path)})
-    family = variant.generation.value if variant is not None else llm.facts.template_family
+    template = llm.facts.template_family
+    family = variant.generation.value if variant is not None else (template.value if template else None)
     quant = quant_from_filename(path.name) if path is not None and path.suffix == ".gguf" else None
     return ModelIdentity(model_id, frozenset(names), family, quant)
 

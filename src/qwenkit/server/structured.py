@@ -139,6 +139,6 @@ def _grammar_for_format(req: ChatCompletionRequest, backend: Backend) -> str | N
 def _require_grammar(backend: Backend, what: str) -> None:
     if Capability.GRAMMAR not in backend.capabilities:
         raise UsageError(
-            f"{what} is not supported by the {backend.kind.display} backend (no constrained decoding)",
+            f"{what} is not supported by this backend ({backend.kind.display}: no constrained decoding)",
             param=what.split(" ")[0],
         )
