@@ -99,22 +99,25 @@ class ChatParams:
             raise UsageError("max_tokens must be a positive integer", param="max_tokens")
         object.__setattr__(self, "tool_choice", tool_choice_from(self.tool_choice))
         if self.forces_tool_call:
-            if not self.tools:
-                raise UsageError("tool_choice requires tools", param="tool_choice")
-            named = self.tool_choice
-            if isinstance(named, NamedToolChoice) and named.name not in {
-                spec.name for spec in normalize_tools(list(self.tools)) or ()
-            }:
-                raise UsageError(
-                    f"tool_choice names function {named.name!r}, which is not in tools",
-                    param="tool_choice.function.name",
-                )
-            if self.grammar is None:  # nothing else can force a call
-                raise UsageError(
-                    "tool_choice 'required' or a named function needs a grammar that forces the call "
-                    "(the server builds one from the tools)",
-                    param="tool_choice",
-                )
+            self._check_forced_choice()
+
+    def _check_forced_choice(self) -> None:
+        if not self.tools:
+            raise UsageError("tool_choice requires tools", param="tool_choice")
+        named = self.tool_choice
+        if isinstance(named, NamedToolChoice) and named.name not in {
+            spec.name for spec in normalize_tools(list(self.tools)) or ()
+        }:
+            raise UsageError(
+                f"tool_choice names function {named.name!r}, which is not in tools",
+                param="tool_choice.function.name",
+            )
+        if self.grammar is None:  # nothing else can force a call
+            raise UsageError(
+                "tool_choice 'required' or a named function needs a grammar that forces the call "
+                "(the server builds one from the tools)",
+                param="tool_choice",
+            )
 
     @property
     def forces_tool_call(self) -> bool:
