@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jsonschema
@@ -147,6 +148,9 @@ def test_tool_round_trip(client: openai.OpenAI) -> None:
     )
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    # The grammar spells "<tool_call>" out in plain tokens; its "<" is never reasoning (issue 10).
+    assert first.usage is not None and first.usage.completion_tokens_details is not None
+    assert first.usage.completion_tokens_details.reasoning_tokens == 0
     call = choice.message.tool_calls[0]
     assert call.function.name == "get_weather"  # type: ignore[union-attr]
     assert json.loads(call.function.arguments)["city"].lower().startswith("paris")  # type: ignore[union-attr]
@@ -165,6 +169,67 @@ def test_tool_round_trip(client: openai.OpenAI) -> None:
     reply = answer.choices[0]
     assert reply.finish_reason == "stop" and not reply.message.tool_calls
     assert "21" in (reply.message.content or "")
+
+
+PARIS_WEATHER = [{"role": "user", "content": "What is the weather in Paris right now?"}]
+WEATHER_RESULT = '{"temperature_c": 18, "condition": "sunny"}'
+
+
+def _ask(client: openai.OpenAI, messages: list[dict[str, object]], *, stream: bool, **kwargs: object) -> Any:
+    """One greedy chat completion as (finish_reason, content, [(id, name, arguments)]), stream or not."""
+    common: dict[str, Any] = {"model": MODEL, "messages": messages, "temperature": 0, "max_tokens": 80}
+    common.update(kwargs)
+    if not stream:
+        choice = client.chat.completions.create(**common).choices[0]
+        calls = [(c.id, c.function.name, c.function.arguments) for c in choice.message.tool_calls or []]
+        return choice.finish_reason, choice.message.content, calls
+    content: list[str] = []
+    parts: dict[int, list[str]] = {}
+    finish = None
+    for chunk in client.chat.completions.create(**common, stream=True):
+        delta = chunk.choices[0].delta
+        content.append(delta.content or "")
+        for call in delta.tool_calls or []:
+            part = parts.setdefault(call.index, ["", "", ""])
+            fn = call.function
+            part[0] += call.id or ""
+            part[1] += (fn.name or "") if fn else ""
+            part[2] += (fn.arguments or "") if fn else ""
+        finish = chunk.choices[0].finish_reason or finish
+    calls = [tuple(parts[i]) for i in sorted(parts)]
+    return finish, "".join(content) or None, calls
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_auto_tool_choice_makes_the_coder_json_answer_a_call(client: openai.OpenAI, stream: bool) -> None:
+    """No system prompt, tool_choice auto: Qwen2.5-Coder answers with a fenced JSON call, not a
+    <tool_call> block; the SDK must still see a tool call (issue 10, section 3)."""
+    finish, content, calls = _ask(client, PARIS_WEATHER, stream=stream, tools=[WEATHER], tool_choice="auto")
+    assert finish == "tool_calls" and content is None
+    assert [(name, json.loads(args)) for _, name, args in calls] == [("get_weather", {"city": "Paris"})]
+    assert calls[0][0].startswith("call_")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_auto_tool_round_trip_answers_with_the_result(client: openai.OpenAI, stream: bool) -> None:
+    """Call (tool_choice auto) -> tool result -> an answer that uses it.
+
+    The 0.5B model answers a tool result only when told to (a system prompt) and when the tools are
+    no longer offered: with them offered it repeats the call, whatever the parser does.
+    """
+    system = "Use tools when needed. After a tool result arrives, answer the user in one plain sentence."
+    messages: list[dict[str, object]] = [{"role": "system", "content": system}, *PARIS_WEATHER]
+    finish, content, calls = _ask(client, messages, stream=stream, tools=[WEATHER], tool_choice="auto")
+    assert finish == "tool_calls" and content is None and len(calls) == 1
+    call_id, name, arguments = calls[0]
+    assert (name, json.loads(arguments)) == ("get_weather", {"city": "Paris"})
+    function = {"name": name, "arguments": arguments}
+    turn = {"role": "assistant", "tool_calls": [{"id": call_id, "type": "function", "function": function}]}
+    messages.append(turn)
+    messages.append({"role": "tool", "tool_call_id": call_id, "content": WEATHER_RESULT})
+    finish, content, calls = _ask(client, messages, stream=stream, tools=[WEATHER], tool_choice="none")
+    assert finish == "stop" and not calls
+    assert "18" in (content or "") or "sunny" in (content or "").lower()
 
 
 def test_json_schema_output_validates_twenty_of_twenty(client: openai.OpenAI) -> None:

@@ -16,7 +16,8 @@ from qwenkit.chat.events import (
     ToolCallIds,
     coalesce,
 )
-from qwenkit.chat.parser import OutputParser, parse_output, partial_marker_len
+from qwenkit.chat.parser import OutputParser, Phase, parse_output
+from qwenkit.chat.tool_parsers import HermesParser, partial_marker_len
 from qwenkit.errors import UsageError
 
 CALL = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}\n</tool_call>'
@@ -27,7 +28,7 @@ def parse(text: str, *, reasoning: bool = False, tools: bool = True, finish: str
     return parse_output(
         text,
         starts_in_reasoning=reasoning,
-        parse_tools=tools,
+        tool_parser=HermesParser() if tools else None,
         finish_reason=finish,
         tool_ids=ToolCallIds(seed=7),
     )
@@ -96,7 +97,8 @@ def test_ids_are_reproducible_with_a_seed_and_random_without() -> None:
     again = parse(CALL + CALL).tool_calls
     assert [c.id for c in first] == [c.id for c in again]
     unseeded = [
-        parse_output(CALL, starts_in_reasoning=False, parse_tools=True).tool_calls[0].id for _ in range(3)
+        parse_output(CALL, starts_in_reasoning=False, tool_parser=HermesParser()).tool_calls[0].id
+        for _ in range(3)
     ]
     assert len(set(unseeded)) == 3
     assert ToolCallIds(seed=1, prefix="t-", hex_chars=8).next_id().startswith("t-")
@@ -163,24 +165,39 @@ def test_length_finish_with_calls_is_not_rewritten() -> None:
 
 
 def test_events_are_typed_and_done_is_last() -> None:
-    parser = OutputParser(starts_in_reasoning=True, parse_tools=True, tool_ids=ToolCallIds(seed=3))
+    parser = OutputParser(starts_in_reasoning=True, tool_parser=HermesParser(), tool_ids=ToolCallIds(seed=3))
     events = parser.feed("abc</think>\n\nxyz") + parser.finish()
     assert events[:2] == [ReasoningDelta("abc"), ContentDelta("xyz")]
     assert events[-1] == Done("stop")
     assert not any(isinstance(e, ToolCall) for e in events)
 
 
-def test_in_reasoning_tracks_the_state() -> None:
-    parser = OutputParser(starts_in_reasoning=False, parse_tools=True)
-    assert not parser.in_reasoning
-    parser.feed("<thi")
-    assert parser.in_reasoning
-    parser.feed("nk>hmm</think>")
-    assert not parser.in_reasoning
+def test_phase_is_undecided_until_the_parser_knows_where_text_goes() -> None:
+    parser = OutputParser(starts_in_reasoning=False, tool_parser=HermesParser())
+    assert parser.phase is Phase.UNDECIDED
+    parser.feed("\n<thi")
+    assert parser.phase is Phase.UNDECIDED and not parser.in_reasoning
+    parser.feed("nk>hmm")
+    assert parser.phase is Phase.REASONING and parser.in_reasoning and parser.opened_reasoning
+    parser.feed("</think>")
+    assert parser.phase is Phase.ANSWER and not parser.in_reasoning
+
+
+def test_a_partial_think_that_turns_into_a_tool_call_was_never_reasoning() -> None:
+    parser = OutputParser(starts_in_reasoning=False, tool_parser=HermesParser())
+    parser.feed("<t")
+    assert parser.phase is Phase.UNDECIDED
+    parser.feed("ool_call>")
+    assert parser.phase is Phase.ANSWER and not parser.opened_reasoning
+
+
+def test_prompt_opened_reasoning_is_reasoning_from_the_first_token() -> None:
+    parser = OutputParser(starts_in_reasoning=True)
+    assert parser.phase is Phase.REASONING and parser.opened_reasoning
 
 
 def test_misuse_is_a_usage_error() -> None:
-    parser = OutputParser(starts_in_reasoning=False, parse_tools=True)
+    parser = OutputParser(starts_in_reasoning=False, tool_parser=HermesParser())
     with pytest.raises(UsageError):
         parser.finish("")
     parser.finish()

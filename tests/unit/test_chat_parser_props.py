@@ -10,73 +10,20 @@ import random
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import pairwise
 from typing import TypeVar
 
 import pytest
 from _chat_tokenizer import real_qwen_tokenizer
+from _parser_cases import CASES, IDS, TOOLS, Case
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qwenkit.chat.detokenize import TokenStreamParser
-from qwenkit.chat.events import ContentDelta, Event, ReasoningDelta, ToolCallIds, coalesce
-from qwenkit.chat.parser import OutputParser, parse_output
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    text: str
-    starts_in_reasoning: bool
-    reasoning: str
-    content: str
-    calls: tuple[tuple[str, dict[str, object]], ...] = ()
-    finish: str = "stop"
-    parse_tools: bool = True
-
-    @property
-    def expected_finish(self) -> str:
-        return "tool_calls" if self.calls and self.finish == "stop" else self.finish
-
-
-_WEATHER = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
-_TIME = '<tool_call>\n{"name": "get_time", "arguments": {"tz": "Asia/Tokyo", "fmt": "24h"}}\n</tool_call>'
-_BAD = '<tool_call>\n{"name": "f", "arguments": {oops}\n</tool_call>'
-_NOT_MARKERS = "Use <thi, </thin, <tool_cal, </tool_call and <think later; a < b <<tool"
-
-CASES = [
-    Case("reasoning_answer", "<think>\nThe user asks 2+2.\n\nThat is 4.\n</think>\n\nThe answer is **4**.\n",
-         False, "The user asks 2+2.\n\nThat is 4.", "The answer is **4**."),
-    Case("tool_call", f"<think>\nNeed the weather.\n</think>\n\n{_WEATHER}", False, "Need the weather.", "",
-         (("get_weather", {"city": "Paris"}),)),
-    Case("several_tool_calls", f"Checking both.\n{_WEATHER}\n{_TIME}\n", False, "", "Checking both.",
-         (("get_weather", {"city": "Paris"}), ("get_time", {"tz": "Asia/Tokyo", "fmt": "24h"}))),
-    Case("tool_call_in_think", f"<think>\nMaybe {_WEATHER} later.\n</think>\n\nNo call needed.", False,
-         f"Maybe {_WEATHER} later.", "No call needed."),
-    Case("malformed_json", f"Trying.\n{_BAD}\nDone.", False, "", f"Trying.\n{_BAD}\nDone."),
-    Case("truncated_think", "Let me consider n even, so n = 2k and </thi", True,
-         "Let me consider n even, so n = 2k and </thi", "", finish="length"),
-    Case("only_close_think", "We need the capital.\n</think>\n\nParis.", True, "We need the capital.",
-         "Paris."),
-    Case("unicode", "<think>\n考虑一下 🤔 émoji 👨‍👩‍👧\n</think>\n\n答案是 42 🎉 — ça marche", False,
-         "考虑一下 🤔 émoji 👨‍👩‍👧", "答案是 42 🎉 — ça marche"),
-    Case("not_markers", _NOT_MARKERS, False, "", _NOT_MARKERS),
-    Case("not_markers_in_think", f"<think>{_NOT_MARKERS}</think>ok", False, _NOT_MARKERS, "ok"),
-    Case("unterminated_call", 'Sure.\n<tool_call>\n{"name": "f", "arguments": {"a": 1', False, "",
-         'Sure.\n<tool_call>\n{"name": "f", "arguments": {"a": 1', finish="length"),
-    Case("tools_off", f"Plain.\n{_WEATHER}", False, "", f"Plain.\n{_WEATHER}", parse_tools=False),
-]
-IDS = [c.name for c in CASES]
-
-
-def _parser(case: Case) -> OutputParser:
-    return OutputParser(
-        starts_in_reasoning=case.starts_in_reasoning,
-        parse_tools=case.parse_tools,
-        tool_ids=ToolCallIds(seed=11),
-    )
-
+from qwenkit.catalog.schema import ToolFormat
+from qwenkit.chat.detokenize import IncrementalDetokenizer
+from qwenkit.chat.events import ContentDelta, Event, ParsedOutput, ReasoningDelta, coalesce
+from qwenkit.chat.parser import OutputParser
+from qwenkit.chat.tool_parsers import TOOL_PARSERS, ToolContext, ToolSet
 
 T = TypeVar("T")
 
@@ -87,22 +34,13 @@ def _chunks(items: Sequence[T], cuts: list[int]) -> list[Sequence[T]]:
 
 
 def _whole(case: Case) -> list[Event]:
-    out = parse_output(
-        case.text,
-        starts_in_reasoning=case.starts_in_reasoning,
-        parse_tools=case.parse_tools,
-        finish_reason=case.finish,
-        tool_ids=ToolCallIds(seed=11),
-    )
-    return coalesce(out.events)
+    parser = case.parser()
+    return coalesce(parser.feed(case.text) + parser.finish(case.finish))
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_whole_parse_gives_the_expected_split(case: Case) -> None:
-    out = parse_output(
-        case.text, starts_in_reasoning=case.starts_in_reasoning, parse_tools=case.parse_tools,
-        finish_reason=case.finish,
-    )
+    out = ParsedOutput.from_events(_whole(case))
     assert out.reasoning == case.reasoning
     assert out.content == case.content
     assert [(c.name, json.loads(c.arguments)) for c in out.tool_calls] == list(case.calls)
@@ -115,7 +53,7 @@ def test_whole_parse_gives_the_expected_split(case: Case) -> None:
 @given(data=st.data())
 def test_any_text_split_streams_the_same_events(case: Case, data: st.DataObject) -> None:
     cuts = data.draw(st.lists(st.integers(0, len(case.text)), max_size=40))
-    parser = _parser(case)
+    parser = case.parser()
     events: list[Event] = []
     for chunk in _chunks(case.text, cuts):
         events += parser.feed(str(chunk))
@@ -126,7 +64,7 @@ def test_any_text_split_streams_the_same_events(case: Case, data: st.DataObject)
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_one_character_at_a_time_streams_the_same_events(case: Case) -> None:
-    parser = _parser(case)
+    parser = case.parser()
     events = [e for ch in case.text for e in parser.feed(ch)] + parser.finish(case.finish)
     assert coalesce(events) == _whole(case)
 
@@ -154,14 +92,11 @@ def test_any_token_grouping_streams_the_same_events(case: Case, data: st.DataObj
     tok = real_qwen_tokenizer()
     ids = [*_model_ids(case.text), tok.special_tokens["<|im_end|>"]]
     cuts = data.draw(st.lists(st.integers(0, len(ids)), max_size=20))
-    stream = TokenStreamParser(
-        tok, starts_in_reasoning=case.starts_in_reasoning, parse_tools=case.parse_tools,
-        tool_ids=ToolCallIds(seed=11),
-    )
+    detok, parser = IncrementalDetokenizer(tok), case.parser()
     events: list[Event] = []
     for group in _chunks(ids, cuts):
-        events += stream.feed_ids(group)
-    events += stream.finish(case.finish)
+        events += parser.feed(detok.push_many(group))
+    events += parser.feed(detok.flush()) + parser.finish(case.finish)
     assert not any("\ufffd" in e.text for e in events if isinstance(e, (ReasoningDelta, ContentDelta)))
     assert coalesce(events) == _whole(case)
 
@@ -174,13 +109,28 @@ ADVERSARIAL = {
     "close_runs": ("</" * _MB)[:_MB],
     "think_close_prefix": ("</think" * _MB)[:_MB],
     "newlines": "\n" * _MB,
+    "spaces": " " * _MB,
+    "brackets": "[" * _MB,
+    "json_string": ('{"name": "' + "x" * _MB)[:_MB],
+    "json_numbers": ('{"a": [' + "12, " * _MB)[:_MB],
+    "json_objects": ("[" + '{"name": "f", "arguments": {}}, ' * _MB)[:_MB],
+    "backticks": "`" * _MB,
+    "fenced_lines": ("```json\n" + "\n" * _MB)[:_MB],
+    "xml_params": ("<tool_call>\n<function=f>\n" + "<parameter=a>\n1\n</parameter>\n" * _MB)[:_MB],
 }
+FORMATS = [ToolFormat.HERMES, ToolFormat.HERMES_JSON, ToolFormat.QWEN3_CODER]
+
+
+def _fresh(fmt: ToolFormat, reasoning: bool) -> OutputParser:
+    tools = TOOL_PARSERS[fmt](ToolContext(ToolSet(TOOLS), json_answers=True))
+    return OutputParser(starts_in_reasoning=reasoning, tool_parser=tools)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fmt", FORMATS, ids=[f.value for f in FORMATS])
 @pytest.mark.parametrize("reasoning", [False, True])
 @pytest.mark.parametrize("name", list(ADVERSARIAL))
-def test_adversarial_megabyte_parses_in_linear_time(name: str, reasoning: bool) -> None:
+def test_adversarial_megabyte_parses_in_linear_time(name: str, reasoning: bool, fmt: ToolFormat) -> None:
     """One feed of 1 MB must take under 1 s; small feeds (1..64 chars) too.
 
     Feeding one byte at a time is a million Python calls, so its bound is per call (10 µs, several
@@ -188,14 +138,14 @@ def test_adversarial_megabyte_parses_in_linear_time(name: str, reasoning: bool) 
     CPU time, not wall time, so that a busy test machine does not fail it.
     """
     text = ADVERSARIAL[name]
-    whole = OutputParser(starts_in_reasoning=reasoning, parse_tools=True)
+    whole = _fresh(fmt, reasoning)
     started = time.process_time()
     whole.feed(text)
     whole.finish("length")
     assert time.process_time() - started < 1.0
 
     rng = random.Random(5)
-    small = OutputParser(starts_in_reasoning=reasoning, parse_tools=True)
+    small = _fresh(fmt, reasoning)
     started = time.process_time()
     pos = 0
     while pos < len(text):
@@ -205,7 +155,7 @@ def test_adversarial_megabyte_parses_in_linear_time(name: str, reasoning: bool) 
     small.finish("length")
     assert time.process_time() - started < 1.0
 
-    single = OutputParser(starts_in_reasoning=reasoning, parse_tools=True)
+    single = _fresh(fmt, reasoning)
     started = time.process_time()
     for ch in text:
         single.feed(ch)

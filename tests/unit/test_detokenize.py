@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from qwenkit.chat.detokenize import IncrementalDetokenizer, TokenStreamParser, control_token_ids
 from qwenkit.chat.events import ContentDelta, ParsedOutput, ReasoningDelta, ToolCallIds
 from qwenkit.chat.parser import parse_output
+from qwenkit.chat.tool_parsers import HermesParser
 from qwenkit.errors import UsageError
 
 
@@ -133,7 +134,9 @@ def test_token_stream_parser_matches_the_text_parse_on_real_ids() -> None:
         *tok.encode_text(f"\n\n{answer}\n"), special["<tool_call>"], *tok.encode_text(f"\n{call}\n"),
         special["</tool_call>"], special["<|im_end|>"],
     ]
-    stream = TokenStreamParser(tok, starts_in_reasoning=False, parse_tools=True, tool_ids=ToolCallIds(seed=2))
+    stream = TokenStreamParser(
+        tok, starts_in_reasoning=False, tool_parser=HermesParser(), tool_ids=ToolCallIds(seed=2)
+    )
     events = [e for i in ids for e in stream.feed_ids([i])] + stream.finish()
     assert not any("\ufffd" in e.text for e in events if isinstance(e, (ReasoningDelta, ContentDelta)))
     streamed = ParsedOutput.from_events(events)
@@ -143,13 +146,15 @@ def test_token_stream_parser_matches_the_text_parse_on_real_ids() -> None:
     assert calls == [("record", {"value": 6, "note": "和"})]
     assert streamed.finish_reason == "tool_calls"
     text = f"<think>\n{reasoning}\n</think>\n\n{answer}\n<tool_call>\n{call}\n</tool_call>"
-    whole = parse_output(text, starts_in_reasoning=False, parse_tools=True, tool_ids=ToolCallIds(seed=2))
+    whole = parse_output(
+        text, starts_in_reasoning=False, tool_parser=HermesParser(), tool_ids=ToolCallIds(seed=2)
+    )
     assert streamed == whole
 
 
 def test_token_stream_parser_reports_reasoning_state() -> None:
     tok = real_qwen_tokenizer()
-    stream = TokenStreamParser(tok, starts_in_reasoning=True, parse_tools=False)
+    stream = TokenStreamParser(tok, starts_in_reasoning=True)
     stream.feed_ids(tok.encode_text("hmm"))
     assert stream.in_reasoning
     stream.feed_ids([tok.special_tokens["</think>"]])

@@ -7,11 +7,14 @@ from typing import Any
 
 import pytest
 
+from qwenkit.chat.template import TemplateFamily
 from qwenkit.engine.llamacpp import LlamaCppRunner
+from qwenkit.engine.params import ChatParams, NamedToolChoice, ToolChoiceMode
 from qwenkit.engine.transformers import TransformersRunner
 from qwenkit.engine.types import BackendKind, Capability
 from qwenkit.errors import UsageError
 from qwenkit.server.protocol_chat import ChatCompletionRequest
+from qwenkit.server.serving_chat import chat_params
 from qwenkit.server.structured import CALL_RULE, plan_constraint
 
 
@@ -80,3 +83,22 @@ def test_unconvertible_schema_is_a_usage_error() -> None:
     bad = {"type": "json_schema", "json_schema": {"schema": {"$ref": "#/definitions/missing"}}}
     with pytest.raises(UsageError):
         plan_constraint(req(response_format=bad), LLAMA)
+
+
+def test_tool_choice_reaches_the_chat_params() -> None:
+    def params(**fields: Any) -> ChatParams:
+        request = req(**fields)
+        return chat_params(request, plan_constraint(request, LLAMA), TemplateFamily.QWEN2_5)
+
+    auto = params(tools=[TOOL])
+    assert auto.tool_choice is ToolChoiceMode.AUTO and auto.json_tool_answers
+    explicit = params(tools=[TOOL], tool_choice="auto")
+    assert explicit.tool_choice is ToolChoiceMode.AUTO and explicit.json_tool_answers
+    none = params(tools=[TOOL], tool_choice="none")
+    assert none.offered_tools is None and not none.json_tool_answers
+    required = params(tools=[TOOL], tool_choice="required")
+    assert required.tool_choice is ToolChoiceMode.REQUIRED and not required.json_tool_answers
+    named = params(tools=[TOOL, OTHER], tool_choice={"type": "function", "function": {"name": "search"}})
+    assert named.tool_choice == NamedToolChoice("search") and named.grammar is not None
+    with_format = params(tools=[TOOL], response_format={"type": "json_object"})
+    assert with_format.offered_tools and not with_format.json_tool_answers

@@ -22,12 +22,14 @@ from qwenkit.chat.events import ContentDelta, Done, Event, ParsedOutput, Reasoni
 from qwenkit.chat.events import ToolCall as ToolCallEvent
 from qwenkit.chat.loop_guard import LoopReport, ThinkingLoopDetector
 from qwenkit.chat.messages import Message, ToolCall, ToolSpec, normalize_messages, normalize_tools
-from qwenkit.chat.parser import OutputParser, parse_output
+from qwenkit.chat.parser import OutputParser, Phase, parse_output
 from qwenkit.chat.template import BUILTIN_TEMPLATES, builtin_template, gguf_chat_template
 from qwenkit.chat.tokenizer import Tokenizer
+from qwenkit.chat.tool_parsers import TOOL_PARSERS, ToolParser, format_for_template, make_tool_parser
 
 __all__ = [
     "BUILTIN_TEMPLATES",
+    "TOOL_PARSERS",
     "ContentDelta",
     "Done",
     "EncodedPrompt",
@@ -38,6 +40,7 @@ __all__ = [
     "Message",
     "OutputParser",
     "ParsedOutput",
+    "Phase",
     "ReasoningDelta",
     "RepoFile",
     "ThinkingLoopDetector",
@@ -46,6 +49,7 @@ __all__ = [
     "ToolCall",
     "ToolCallEvent",
     "ToolCallIds",
+    "ToolParser",
     "ToolSpec",
     "boxed_answers",
     "builtin_template",
@@ -54,7 +58,9 @@ __all__ = [
     "encode_fim",
     "encode_repo",
     "extract_boxed_answer",
+    "format_for_template",
     "gguf_chat_template",
+    "make_tool_parser",
     "math_boxed",
     "multilingual_answer",
     "normalize_messages",

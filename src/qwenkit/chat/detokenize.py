@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from qwenkit.chat.events import Event, ToolCallIds
 from qwenkit.chat.parser import OutputParser
 from qwenkit.chat.tokenizer import Tokenizer
+from qwenkit.chat.tool_parsers import ToolParser
 from qwenkit.errors import UsageError
 
 
@@ -64,12 +65,12 @@ class TokenStreamParser:
         tokenizer: Tokenizer,
         *,
         starts_in_reasoning: bool,
-        parse_tools: bool,
+        tool_parser: ToolParser | None = None,
         tool_ids: ToolCallIds | None = None,
     ) -> None:
         self._detok = IncrementalDetokenizer(tokenizer)
         self._parser = OutputParser(
-            starts_in_reasoning=starts_in_reasoning, parse_tools=parse_tools, tool_ids=tool_ids
+            starts_in_reasoning=starts_in_reasoning, tool_parser=tool_parser, tool_ids=tool_ids
         )
 
     @property

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from qwenkit.chat.detokenize import IncrementalDetokenizer
 from qwenkit.chat.events import ContentDelta, Done, Event, ReasoningDelta, ToolCall, ToolCallIds
 from qwenkit.chat.loop_guard import LoopReport, ThinkingLoopDetector
-from qwenkit.chat.parser import OutputParser
+from qwenkit.chat.parser import OutputParser, Phase
 from qwenkit.chat.tokenizer import Tokenizer
+from qwenkit.chat.tool_parsers import ToolParser
 from qwenkit.engine.stops import StopMatcher
 from qwenkit.engine.types import FinishReason, Timings, TokenEvent
 
@@ -79,7 +80,7 @@ class ChatRun:
         *,
         prompt_tokens: int,
         starts_in_reasoning: bool,
-        parse_tools: bool,
+        tool_parser: ToolParser | None = None,
         stops: tuple[str, ...] = (),
         thinking: ThinkingControl | None = None,
         want_logprobs: bool = False,
@@ -90,13 +91,14 @@ class ChatRun:
         self._detok = IncrementalDetokenizer(tokenizer)
         self._stops = StopMatcher(stops)
         self._parser = OutputParser(
-            starts_in_reasoning=starts_in_reasoning, parse_tools=parse_tools, tool_ids=tool_ids
+            starts_in_reasoning=starts_in_reasoning, tool_parser=tool_parser, tool_ids=tool_ids
         )
         self._thinking = thinking or ThinkingControl()
         self._loop = ThinkingLoopDetector() if self._thinking.loop_guard else None
         self._prompt_tokens = prompt_tokens
         self._completion = 0
         self._reasoning = 0
+        self._undecided = 0  # tokens whose text the parser holds before it knows reasoning from answer
         self._early_stop: str | None = None
         self._stopped_by_string = False
         self._events: list[Event] = []
@@ -112,12 +114,11 @@ class ChatRun:
         if self._stopped_by_string:
             return step
         self._completion += 1
-        was_reasoning = self._parser.in_reasoning
+        before = self._parser.phase
         matched = self._stops.feed(self._detok.push(event.token_id))
         if matched.text:
             step.events = self._parser.feed(matched.text)
-        if was_reasoning or self._parser.in_reasoning:
-            self._reasoning += 1
+        self._count_reasoning(before, self._parser.phase)
         if self._logprobs is not None and event.logprob is not None:
             self._logprobs.append(self._logprob_entry(event))
         if matched.stopped:
@@ -127,6 +128,18 @@ class ChatRun:
             step.inject = self._check_thinking(step.events)
         self._events.extend(step.events)
         return step
+
+    def _count_reasoning(self, before: Phase, after: Phase) -> None:
+        """A token is reasoning if its text went to reasoning: tokens the parser held undecided
+        (whitespace, a partial ``<think>``) are settled once it knows where that text went."""
+        if after is Phase.UNDECIDED:
+            self._undecided += 1
+        elif before is Phase.UNDECIDED:
+            held, self._undecided = self._undecided + 1, 0
+            if self._parser.opened_reasoning:
+                self._reasoning += held
+        elif Phase.REASONING in (before, after):
+            self._reasoning += 1
 
     def _check_thinking(self, events: list[Event]) -> list[int]:
         control = self._thinking

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qwenkit.catalog.schema import SamplingDefaults, Variant
+from qwenkit.catalog.schema import SamplingDefaults, ToolFormat, Variant
 from qwenkit.chat.builders import encode_fim
 from qwenkit.chat.encode import EncodedPrompt, encode_chat
 from qwenkit.chat.events import Event
-from qwenkit.chat.template import TemplateFamily, classify_template
+from qwenkit.chat.template import TemplateFamily, classify_template, resolve_template
 from qwenkit.chat.tokenizer import Tokenizer
+from qwenkit.chat.tool_parsers import ToolParser, format_for_template, make_tool_parser
 from qwenkit.engine.chat_run import ChatResult, ChatRun, ThinkingControl
 from qwenkit.engine.params import THINKING_EARLY_STOP, ChatParams, fallback_defaults, resolve_sampling
 from qwenkit.engine.registry import choose_backend
@@ -105,6 +106,17 @@ class LLM:
         """The chat template this model was loaded with (None: the model's own)."""
         return self._template
 
+    @property
+    def tool_format(self) -> ToolFormat:
+        """How this model writes tool calls: the catalog's word, else what its chat template teaches."""
+        if self.facts.variant is not None:
+            return self.facts.variant.tool_format
+        return format_for_template(resolve_template(self._template, self.tokenizer))
+
+    def tool_parser(self, params: ChatParams) -> ToolParser:
+        """A fresh tool parser for one generation with these params."""
+        return make_tool_parser(self.tool_format, params.offered_tools, json_answers=params.json_tool_answers)
+
     # ----- preparing a request --------------------------------------------------------------
 
     def _defaults(self, thinking: bool | None) -> SamplingDefaults:
@@ -137,7 +149,7 @@ class LLM:
         return encode_chat(
             messages,
             self.tokenizer,
-            tools=list(params.tools) if params.tools else None,
+            tools=list(params.offered_tools) if params.offered_tools else None,
             enable_thinking=enable,
             template=self._template,
         )
@@ -168,7 +180,7 @@ class LLM:
             self.tokenizer,
             prompt_tokens=len(encoded.ids),
             starts_in_reasoning=encoded.opens_reasoning,
-            parse_tools=bool(params.tools),
+            tool_parser=self.tool_parser(params),
             stops=params.stop,
             thinking=thinking,
             want_logprobs=params.logprobs,
@@ -221,7 +233,6 @@ class LLM:
             tok,
             prompt_tokens=len(ids),
             starts_in_reasoning=False,
-            parse_tools=False,
             stops=params.stop,
             want_logprobs=params.logprobs,
         )

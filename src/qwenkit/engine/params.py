@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from qwenkit.catalog.schema import SamplingDefaults
+from qwenkit.chat.messages import normalize_tools
 from qwenkit.chat.template import TemplateFamily
 from qwenkit.engine.stops import validate_stops
 from qwenkit.engine.types import SamplingParams
@@ -23,6 +25,44 @@ THINKING_EARLY_STOP = (
     "\n\nConsidering the limited time by the user, I have to give the solution based on the thinking "
     "directly now.\n"
 )
+
+
+class ToolChoiceMode(str, enum.Enum):
+    """OpenAI's tool_choice words: may call (auto), must not (none), must call one or more (required)."""
+
+    AUTO = "auto"
+    NONE = "none"
+    REQUIRED = "required"
+
+
+@dataclass(frozen=True)
+class NamedToolChoice:
+    """tool_choice naming one function: the answer must be one call of it."""
+
+    name: str
+
+
+ToolChoice: TypeAlias = ToolChoiceMode | NamedToolChoice
+
+
+def tool_choice_from(value: Any) -> ToolChoice:
+    """``"auto"``, ``"none"``, ``"required"``, ``{"type": "function", "function": {"name": ...}}``."""
+    if isinstance(value, (ToolChoiceMode, NamedToolChoice)):
+        return value
+    if isinstance(value, str):
+        try:
+            return ToolChoiceMode(value)
+        except ValueError:
+            pass
+    elif isinstance(value, Mapping):
+        fn = value.get("function")
+        name = fn.get("name") if isinstance(fn, Mapping) else None
+        if isinstance(name, str) and name:
+            return NamedToolChoice(name)
+    raise UsageError(
+        "tool_choice must be 'auto', 'none', 'required' or {'type': 'function', 'function': {'name': ...}}",
+        param="tool_choice",
+    )
 
 
 @dataclass(frozen=True)
@@ -43,6 +83,7 @@ class ChatParams:
     thinking_budget: int | None = None
     thinking_loop_guard: bool = False
     tools: tuple[Mapping[str, Any], ...] | None = None
+    tool_choice: ToolChoice = ToolChoiceMode.AUTO
     logprobs: bool = False
     top_logprobs: int = 0
     grammar: str | None = None
@@ -58,6 +99,41 @@ class ChatParams:
             raise UsageError("thinking_budget must be a non-negative integer", param="thinking_budget")
         if self.max_tokens is not None and (not isinstance(self.max_tokens, int) or self.max_tokens < 1):
             raise UsageError("max_tokens must be a positive integer", param="max_tokens")
+        object.__setattr__(self, "tool_choice", tool_choice_from(self.tool_choice))
+        if self.forces_tool_call:
+            self._check_forced_choice()
+
+    def _check_forced_choice(self) -> None:
+        if not self.tools:
+            raise UsageError("tool_choice requires tools", param="tool_choice")
+        named = self.tool_choice
+        if isinstance(named, NamedToolChoice) and named.name not in {
+            spec.name for spec in normalize_tools(list(self.tools)) or ()
+        }:
+            raise UsageError(
+                f"tool_choice names function {named.name!r}, which is not in tools",
+                param="tool_choice.function.name",
+            )
+        if self.grammar is None:  # nothing else can force a call
+            raise UsageError(
+                "tool_choice 'required' or a named function needs a grammar that forces the call "
+                "(the server builds one from the tools)",
+                param="tool_choice",
+            )
+
+    @property
+    def forces_tool_call(self) -> bool:
+        return self.tool_choice is ToolChoiceMode.REQUIRED or isinstance(self.tool_choice, NamedToolChoice)
+
+    @property
+    def offered_tools(self) -> tuple[Mapping[str, Any], ...] | None:
+        """The tools the model sees: none when tool_choice is ``none``."""
+        return self.tools if self.tools and self.tool_choice is not ToolChoiceMode.NONE else None
+
+    @property
+    def json_tool_answers(self) -> bool:
+        """A whole answer that is a JSON call may count as one: tools offered, ``auto``, no grammar."""
+        return bool(self.offered_tools) and self.tool_choice is ToolChoiceMode.AUTO and self.grammar is None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> ChatParams:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from qwenkit.chat.events import ContentDelta, Done, Event, ReasoningDelta, ToolCall
 from qwenkit.chat.template import TemplateFamily
 from qwenkit.engine.chat_run import ChatResult
-from qwenkit.engine.params import ChatParams
+from qwenkit.engine.params import ChatParams, NamedToolChoice, ToolChoice, ToolChoiceMode
 from qwenkit.errors import UsageError
 from qwenkit.server.logs import messages_text
 from qwenkit.server.protocol_chat import (
@@ -72,6 +72,16 @@ def _thinking(
     return enable
 
 
+def _tool_choice(req: ChatCompletionRequest) -> ToolChoice:
+    """OpenAI's default is ``auto`` whenever tools are given."""
+    choice = req.tool_choice
+    if choice is None:
+        return ToolChoiceMode.AUTO
+    if isinstance(choice, str):
+        return ToolChoiceMode(choice)
+    return NamedToolChoice(choice.function.name)
+
+
 def chat_params(
     req: ChatCompletionRequest, constraint: Constraint, template_family: TemplateFamily | None
 ) -> ChatParams:
@@ -84,6 +94,7 @@ def chat_params(
         enable_thinking=_thinking(req, constraint, template_family),
         thinking_budget=req.thinking_budget,
         tools=constraint.tools,
+        tool_choice=_tool_choice(req) if constraint.tools else ToolChoiceMode.NONE,
         logprobs=req.logprobs,
         top_logprobs=req.top_logprobs or 0,
         grammar=constraint.grammar,
