@@ -6,10 +6,8 @@ mapping lives here and nowhere else: the CLI and the server only ask the excepti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
-EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
@@ -126,16 +124,3 @@ class CancelledError(QwenkitError):
 
     http_status = 499
     code = "cancelled"
-
-
-@dataclass(frozen=True)
-class ErrorReport:
-    """What a user sees for an error: one line, plus an optional hint line."""
-
-    message: str
-    hint: str | None
-    exit_code: int
-
-    @classmethod
-    def from_exception(cls, exc: QwenkitError) -> ErrorReport:
-        return cls(exc.message, exc.hint, exc.exit_code)

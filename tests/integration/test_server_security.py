@@ -242,28 +242,3 @@ def test_metrics_endpoint_content_types(accept: str | None) -> None:
     expected = "application/openmetrics-text" if accept else "text/plain"
     assert response.headers["content-type"].startswith(expected)
     assert "qwenkit:e2e_request_latency_seconds" in response.text
-
-
-def test_require_key_works_as_a_fastapi_dependency() -> None:
-    from fastapi import Depends
-
-    from qwenkit.server.auth import ApiKey, require_key
-
-    app = FastAPI()
-    keyring = load_api_keys([f"{k}:{v}" for k, v in SECRETS.items()])
-
-    @app.exception_handler(QwenkitError)
-    async def on_error(request: Request, exc: QwenkitError) -> JSONResponse:
-        return JSONResponse(exc.to_openai(), status_code=exc.http_status)
-
-    @app.get("/whoami")
-    async def whoami(key: ApiKey | None = Depends(require_key(keyring))) -> dict[str, str | None]:
-        return {"name": key.name if key else None}
-
-    async def scenario() -> tuple[httpx.Response, httpx.Response]:
-        async with client(app) as c:
-            return await c.get("/whoami", headers=bearer("bob")), await c.get("/whoami")
-
-    keyed, anonymous = run(scenario())
-    assert keyed.json() == {"name": "bob"}
-    assert anonymous.status_code == 401 and anonymous.json()["error"]["type"] == "authentication_error"

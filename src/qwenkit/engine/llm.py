@@ -225,7 +225,8 @@ class LLM:
         """
         params = params if params is not None else ChatParams.from_kwargs(**kwargs)
         tok = self.tokenizer
-        ids = encode_fim(prompt, suffix, tok) if suffix is not None else tok.encode_text(prompt)
+        fim = suffix is not None and bool(prompt or suffix)  # nothing on either side: a plain start
+        ids = encode_fim(prompt, suffix, tok) if fim and suffix is not None else tok.encode_text(prompt)
         if not ids:
             ids = [min(tok.eos_token_ids)]  # an empty prompt: start from end-of-text, as a new document
         sampling = self._sampling(params, len(ids), None)

@@ -25,9 +25,9 @@ from qwenkit.engine.llm import LLM
 from qwenkit.engine.types import Capability
 from qwenkit.server import serving_chat, serving_completions, serving_tokens
 from qwenkit.server.admission import build_gate, metrics_response
-from qwenkit.server.auth import PUBLIC_PATHS, ApiKeyMiddleware, load_api_keys
+from qwenkit.server.auth import PUBLIC_PATHS, ApiKeyMiddleware, RedactingFilter, load_api_keys
 from qwenkit.server.errors import install_error_handlers
-from qwenkit.server.logs import configure_logging
+from qwenkit.server.logs import configure_logging, redact_secrets
 from qwenkit.server.middleware import BodyGuardMiddleware, RequestContextMiddleware
 from qwenkit.server.openapi import ModelLimits, state_model_limits
 from qwenkit.server.playground import mount_playground
@@ -130,6 +130,7 @@ def create_app(settings: ServerSettings | None = None, llm: LLM | None = None) -
     playground = mount_playground(app)
     keyring = load_api_keys(settings.api_keys, None, settings.api_keys_file)
     app.state.keyring = keyring
+    redact_secrets(RedactingFilter(keyring))
     # Added last = outermost: context (id, drain, access log) -> API key -> body guard -> routes.
     app.add_middleware(BodyGuardMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, keyring=keyring, public_paths=PUBLIC_PATHS | {"/ready"} | playground)

@@ -26,12 +26,11 @@ Wiring: wrap the app in ``ApiKeyMiddleware(app, keyring)``; it lets ``public_pat
 without a valid key (including unknown paths, ``/docs`` and ``/openapi.json``, so no route can be
 forgotten), and stores the matched key in the ASGI scope state: ``request.state.api_key`` (the
 ``ApiKey``) and ``request.state.key_name`` (what the access log prints). With keys off, both are
-absent and ``key_name_of(request)`` returns ``ANONYMOUS``. ``require_key(keyring)`` is the same
-check as a FastAPI dependency, for apps that prefer per-route dependencies.
+absent and ``key_name_of(request)`` returns ``ANONYMOUS``.
 
 Logs: ``ApiKey``/``KeyRing`` reprs hide secrets; ``redact(text, secrets)`` masks bearer tokens,
 ``x-api-key`` values and any given secret; ``RedactingFilter(keyring)`` does that to every log
-record passing through a handler.
+record passing through a handler (``create_app`` installs it on the server's log handlers).
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,10 +143,6 @@ class KeyRing:
             if key is not None:
                 return key
         raise AuthenticationError("invalid API key")
-
-    def authenticate_headers(self, headers: Mapping[str, str]) -> ApiKey:
-        """``authenticate`` on a case-insensitive header mapping (Starlette's ``request.headers``)."""
-        return self.authenticate(headers.get("authorization"), headers.get("x-api-key"))
 
     def redact(self, text: str) -> str:
         """``text`` with bearer tokens, x-api-key values and every configured secret masked."""
@@ -332,21 +327,6 @@ async def _send_401(send: Send, exc: AuthenticationError) -> None:
     ]
     await send({"type": "http.response.start", "status": exc.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": raw})
-
-
-def require_key(keyring: KeyRing, public_paths: Iterable[str] = PUBLIC_PATHS) -> Callable[..., Any]:
-    """A FastAPI dependency doing the middleware's check; returns the ``ApiKey`` (or None: keys off)."""
-    public = frozenset(public_paths)
-
-    def dependency(request: Any) -> ApiKey | None:
-        if not keyring.enabled or request.url.path in public:
-            return None
-        return authenticate_scope(keyring, request.scope)
-
-    from starlette.requests import Request
-
-    dependency.__annotations__["request"] = Request  # FastAPI injects by this annotation
-    return dependency
 
 
 def key_name_of(request_or_scope: Any) -> str:

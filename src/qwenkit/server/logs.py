@@ -44,13 +44,26 @@ def configure_logging(level: str = "info") -> logging.Handler:
     """Route qwenkit's and uvicorn's loggers to stderr as JSON lines; returns the handler."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
-    for name in (LOGGER_NAME, "uvicorn", "uvicorn.error"):
+    for name in SERVER_LOGGERS:
         logger = logging.getLogger(name)
         logger.handlers = [handler]
         logger.setLevel(level.upper())
         logger.propagate = False
     logging.getLogger("uvicorn.access").disabled = True  # our access line carries more
     return handler
+
+
+SERVER_LOGGERS = (LOGGER_NAME, "uvicorn", "uvicorn.error")
+
+
+def redact_secrets(log_filter: logging.Filter) -> None:
+    """Put ``log_filter`` (the keyring's ``RedactingFilter``) on every handler of the server's loggers,
+    replacing an earlier one of the same class, so no API key reaches a log line."""
+    for name in SERVER_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            for old in [f for f in handler.filters if type(f) is type(log_filter)]:
+                handler.removeFilter(old)
+            handler.addFilter(log_filter)
 
 
 def text_field(text: str, log_prompts: bool) -> dict[str, Any]:

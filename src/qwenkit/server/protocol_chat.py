@@ -107,18 +107,32 @@ class SamplingFields(StrictRequest):
     )
 
 
+# Cross-field rules the server enforces, stated for clients and fuzzers (JSON Schema if/then).
+_LOGPROBS_NEEDED: dict[str, Any] = {
+    "if": {"required": ["top_logprobs"], "properties": {"top_logprobs": {"type": "integer", "minimum": 1}}},
+    "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+}
+_FORCED_TOOL_RULES: dict[str, Any] = {  # a forced tool_choice needs tools and no JSON response_format
+    "if": {
+        "required": ["tool_choice"],
+        "properties": {"tool_choice": {"anyOf": [{"const": "required"}, {"type": "object"}]}},
+    },
+    "then": {
+        "required": ["tools"],
+        "properties": {
+            "tools": {"type": "array", "minItems": 1},
+            "response_format": {"anyOf": [{"type": "null"}, {"properties": {"type": {"const": "text"}}}]},
+        },
+    },
+}
+
+
 class ChatCompletionRequest(SamplingFields):
     # top_logprobs > 0 needs logprobs: true (checked in serving_chat); stated for clients and fuzzers.
     model_config = ConfigDict(
         extra="ignore",
         strict=True,
-        json_schema_extra={
-            "if": {
-                "required": ["top_logprobs"],
-                "properties": {"top_logprobs": {"type": "integer", "minimum": 1}},
-            },
-            "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
-        },
+        json_schema_extra={"allOf": [_LOGPROBS_NEEDED, _FORCED_TOOL_RULES]},
     )
     messages: Annotated[list[dict[str, Any]], message_list_schema(MAX_MESSAGES)] = Field(
         min_length=1, max_length=MAX_MESSAGES
