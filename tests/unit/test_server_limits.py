@@ -329,3 +329,33 @@ def test_queue_time_is_measured_with_the_injected_clock() -> None:
         return slot.queued_seconds
 
     assert run(scenario()) == 7.5
+
+
+def test_admission_counts_sequences_not_requests() -> None:
+    """A request with n choices takes n engine slots; the fairest waiter goes first even if wide."""
+    from qwenkit.server.fairqueue import AdmissionController
+
+    async def scenario() -> list[str]:
+        queue = AdmissionController(capacity=4, max_waiting=8)
+        first = await queue.acquire("a", 3)
+        assert queue.running == 3
+        order: list[str] = []
+
+        async def wait(key: str, weight: int) -> None:
+            slot = await queue.acquire(key, weight)
+            order.append(f"{key}{weight}")
+            slot.release()
+
+        wide = asyncio.ensure_future(wait("b", 2))  # does not fit beside 3
+        await asyncio.sleep(0)
+        narrow = asyncio.ensure_future(wait("c", 1))  # would fit, but must not slip past b
+        await asyncio.sleep(0)
+        assert queue.waiting == 2 and order == []
+        first.release()
+        await asyncio.gather(wide, narrow)
+        huge = await queue.acquire("d", 50)  # more than the engine has: holds all of it
+        assert huge.weight == 4 and queue.running == 4
+        huge.release()
+        return order
+
+    assert asyncio.run(scenario())[0] == "b2"

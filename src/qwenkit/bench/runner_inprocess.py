@@ -15,6 +15,7 @@ from qwenkit.bench.workload import Messages
 from qwenkit.chat.events import ContentDelta, ReasoningDelta
 from qwenkit.engine.llm import LLM
 from qwenkit.engine.params import ChatParams
+from qwenkit.engine.sampling import SamplingOptions
 
 
 def file_sha256(path: os.PathLike[str] | str | None, known: str | None = None) -> str | None:
@@ -73,7 +74,8 @@ class InProcessTarget:
         return await self.count_prompt(messages)
 
     async def generate(self, messages: Messages, output_tokens: int, temperature: float) -> RequestResult:
-        params = ChatParams(ignore_eos=True, max_tokens=output_tokens, temperature=temperature)
+        sampling = SamplingOptions.create(temperature=temperature)
+        params = ChatParams(ignore_eos=True, max_tokens=output_tokens, sampling=sampling)
         chunks: list[float] = []
         start = time.perf_counter()
         try:

@@ -14,6 +14,7 @@ from qwenkit.cli.load_options import REF_HELP, BackendOption, ContextOption, Thr
 from qwenkit.cli.notices import ThinkingRequest, cut_notice
 from qwenkit.engine.chat_run import ChatResult
 from qwenkit.engine.params import ChatParams
+from qwenkit.engine.sampling import SamplingOptions
 from qwenkit.errors import UsageError
 
 BUDGET_HELP = "most reasoning tokens before Qwen's early stop (thinking models)"
@@ -85,8 +86,7 @@ def run(
             enable_thinking=thinking.enable,
             thinking_budget=thinking.budget,
             max_tokens=max_tokens,
-            temperature=temperature,
-            seed=seed,
+            sampling=SamplingOptions.create(temperature=temperature, seed=seed),
         )
         stream = llm.start_chat(messages, params)
         if not json_out:

@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 from qwenkit.catalog.schema import SamplingDefaults
 from qwenkit.chat.messages import normalize_tools
 from qwenkit.chat.template import TemplateFamily
+from qwenkit.engine.sampling import SamplingOptions
 from qwenkit.engine.stops import validate_stops
 from qwenkit.engine.types import SamplingParams
 from qwenkit.errors import UsageError
@@ -69,14 +70,7 @@ def tool_choice_from(value: Any) -> ToolChoice:
 class ChatParams:
     """Per-request generation options; ``None`` means "the model's recommended value"."""
 
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    min_p: float | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    repetition_penalty: float | None = None
-    seed: int | None = None
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     enable_thinking: bool | None = None
@@ -89,7 +83,6 @@ class ChatParams:
     grammar: str | None = None
     ignore_eos: bool = False
     extra_stop_token_ids: frozenset[int] = field(default_factory=frozenset)
-    logit_bias: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", validate_stops(self.stop))
@@ -137,7 +130,11 @@ class ChatParams:
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> ChatParams:
-        """Build from keyword arguments, rejecting names that are not options."""
+        """Build from keyword arguments (sampling ones flat: ``temperature=0``), rejecting names that
+        are not options."""
+        knobs = {k: kwargs.pop(k) for k in list(kwargs) if k in SamplingOptions.model_fields}
+        if knobs:
+            kwargs["sampling"] = SamplingOptions.create(**knobs)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(kwargs) - names)
         if unknown:
@@ -147,22 +144,10 @@ class ChatParams:
         for key in ("stop", "tools"):
             if isinstance(kwargs.get(key), list):
                 kwargs[key] = tuple(kwargs[key])
-        if isinstance(kwargs.get("logit_bias"), dict):  # OpenAI's shape: {token id: bias}
-            kwargs["logit_bias"] = logit_bias_pairs(kwargs["logit_bias"])
         return cls(**kwargs)
 
-
-def logit_bias_pairs(bias: Mapping[Any, Any]) -> tuple[tuple[int, float], ...]:
-    """OpenAI's ``{"token id": bias}`` (keys are strings in JSON) as sorted (id, bias) pairs."""
-    pairs = []
-    for key, value in bias.items():
-        text = str(key)
-        if not text.isascii() or not text.isdigit():
-            raise UsageError(f"logit_bias key {key!r} is not a token id", param="logit_bias")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise UsageError(f"logit_bias[{key}] must be a number", param="logit_bias")
-        pairs.append((int(text), float(value)))
-    return tuple(sorted(pairs))
+    def with_seed(self, seed: int | None) -> ChatParams:
+        return dataclasses.replace(self, sampling=self.sampling.model_copy(update={"seed": seed}))
 
 
 def _pick(value: Any, default: Any) -> Any:
@@ -185,22 +170,23 @@ def resolve_sampling(
             f"({max_tokens_limit})",
             param="max_tokens",
         )
+    knobs = params.sampling
     return SamplingParams(
-        temperature=_pick(params.temperature, defaults.temperature),
-        top_p=_pick(params.top_p, defaults.top_p),
-        top_k=_pick(params.top_k, defaults.top_k),
-        min_p=_pick(params.min_p, defaults.min_p),
-        presence_penalty=_pick(params.presence_penalty, defaults.presence_penalty),
-        frequency_penalty=_pick(params.frequency_penalty, 0.0),
-        repetition_penalty=_pick(params.repetition_penalty, defaults.repetition_penalty),
-        seed=params.seed,
+        temperature=_pick(knobs.temperature, defaults.temperature),
+        top_p=_pick(knobs.top_p, defaults.top_p),
+        top_k=_pick(knobs.top_k_or_off, defaults.top_k),
+        min_p=_pick(knobs.min_p, defaults.min_p),
+        presence_penalty=_pick(knobs.presence_penalty, defaults.presence_penalty),
+        frequency_penalty=_pick(knobs.frequency_penalty, 0.0),
+        repetition_penalty=_pick(knobs.repetition_penalty, defaults.repetition_penalty),
+        seed=knobs.seed,
         max_tokens=_pick(params.max_tokens, max_tokens_limit),
         stop_token_ids=stop_token_ids | params.extra_stop_token_ids,
         ignore_eos=params.ignore_eos,
         logprobs=params.logprobs,
         top_logprobs=params.top_logprobs,
         grammar=params.grammar,
-        logit_bias=params.logit_bias,
+        logit_bias=knobs.bias_pairs(),
     )
 
 

@@ -72,7 +72,9 @@ class ServerGate:
         self.metrics = metrics
         metrics.bind_queue(queue)
 
-    async def admit(self, request: Any, prompt_tokens: int, max_tokens: int) -> AdmissionTicket:
+    async def admit(
+        self, request: Any, prompt_tokens: int, max_tokens: int, sequences: int = 1
+    ) -> AdmissionTicket:
         started = time.monotonic()
         name = getattr(request.state, "key_name", None)
         bucket = name if isinstance(name, str) else ANONYMOUS
@@ -82,7 +84,7 @@ class ServerGate:
             self.metrics.count_request("rate_limited")
             raise
         try:
-            slot = await self.queue.acquire(bucket)
+            slot = await self.queue.acquire(bucket, sequences)
         except BaseException as exc:
             lease.release()
             if isinstance(exc, OverloadedError):

@@ -32,6 +32,7 @@ from qwenkit.server.middleware import BodyGuardMiddleware, RequestContextMiddlew
 from qwenkit.server.openapi import ModelLimits, state_model_limits
 from qwenkit.server.playground import mount_playground
 from qwenkit.server.protocol_common import ErrorResponse, HealthResponse, ModelCard, ModelList
+from qwenkit.server.protocol_completions import MAX_SEQUENCES
 from qwenkit.server.serving_common import check_model, server_state
 from qwenkit.server.settings import ServerSettings
 from qwenkit.server.state import ServerState, model_identity
@@ -42,12 +43,16 @@ log = logging.getLogger("qwenkit.server")
 def load_model(settings: ServerSettings) -> LLM:
     from qwenkit.engine.llm import load
 
+    # Admission (``admission.py``) is the one place requests wait: it lets through at most ``parallel``
+    # sequences at once, plus the overflow of a single request with more choices than slots. So the
+    # engine's own queue only ever holds that overflow, and is sized to never refuse it.
     return load(
         settings.model,
         backend=settings.backend,
         context=settings.context,
         parallel=settings.parallel,
         threads=settings.threads,
+        max_queue=MAX_SEQUENCES,
         progress=False,
     )
 

@@ -1,5 +1,8 @@
 """Backpressure: ``capacity`` running slots, a bounded waiting queue, fair across API keys.
 
+A slot is one engine sequence: a request asking for ``n`` choices (or several prompts) acquires that many
+at once (``acquire(key, weight=n)``), so what is admitted here always fits the engine's real slots.
+
 Use (after the rate limiter, around the generation itself; ``qwenkit.server.admission`` wires it)::
 
     admission = AdmissionController(capacity=settings.parallel, max_waiting=settings.max_queue,
@@ -46,29 +49,33 @@ Clock = Callable[[], float]
 class _Waiter:
     key: str
     future: asyncio.Future[None]
+    weight: int = 1
     state: str = "waiting"  # waiting -> granted | removed
 
 
 @dataclass
 class _KeyQueue:
     waiters: deque[_Waiter] = field(default_factory=deque)
-    running: int = 0
+    running: int = 0  # slots (sequences) this key holds
     last_served: int = -1  # admission sequence number; -1: never served
 
 
 class Slot:
-    """One running slot; an async context manager whose exit always frees it."""
+    """``weight`` running slots held together; an async context manager whose exit always frees them."""
 
-    def __init__(self, controller: AdmissionController, key: str, queued_seconds: float) -> None:
+    def __init__(
+        self, controller: AdmissionController, key: str, queued_seconds: float, weight: int = 1
+    ) -> None:
         self.key = key
         self.queued_seconds = queued_seconds
+        self.weight = weight
         self._controller = controller
         self.released = False
 
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self._controller._free(self.key)
+            self._controller._free(self.key, self.weight)
 
     async def __aenter__(self) -> Slot:
         return self
@@ -140,44 +147,49 @@ class AdmissionController:
         queue = self._keys.get(key)
         return len(queue.waiters) if queue else 0
 
-    def slot(self, key: str) -> _SlotContext:
+    def slot(self, key: str) -> _SlotContext:  # one sequence
         """``async with controller.slot(key) as slot``: waits fairly; frees the slot on exit."""
         return _SlotContext(self, key)
 
-    async def acquire(self, key: str) -> Slot:
-        """Wait for a running slot for ``key``; OverloadedError when the queue refuses or times out."""
+    async def acquire(self, key: str, weight: int = 1) -> Slot:
+        """Wait for ``weight`` running slots for ``key`` (at most all of them: a request with more
+        sequences than the engine has slots holds the whole engine, and its other sequences wait in
+        the engine's own queue); OverloadedError when the queue refuses or times out."""
+        if weight < 1:
+            raise UsageError("a request needs at least one sequence", param="n")
+        weight = min(weight, self.capacity)
         started = self._clock()
-        if self._running < self.capacity and self._waiting == 0:
-            self._grant_now(self._keys.setdefault(key, _KeyQueue()))
-            return Slot(self, key, 0.0)
-        waiter = self._enqueue(key)
+        if self._running + weight <= self.capacity and self._waiting == 0:
+            self._grant_now(self._keys.setdefault(key, _KeyQueue()), weight)
+            return Slot(self, key, 0.0, weight)
+        waiter = self._enqueue(key, weight)
         loop = asyncio.get_running_loop()
         timer = loop.call_later(self.wait_timeout, self._expire, waiter) if self.wait_timeout else None
         try:
             await waiter.future
         except BaseException:
-            if waiter.state == "granted":  # handed a slot just as we were cancelled: pass it on
-                self._free(key)
+            if waiter.state == "granted":  # handed slots just as we were cancelled: pass them on
+                self._free(key, weight)
             else:
                 self._remove(waiter)
             raise
         finally:
             if timer is not None:
                 timer.cancel()
-        return Slot(self, key, max(0.0, self._clock() - started))
+        return Slot(self, key, max(0.0, self._clock() - started), weight)
 
     # -- internals (all synchronous: atomic on the event loop) ----------------------------------
 
-    def _grant_now(self, queue: _KeyQueue) -> None:
-        self._running += 1
-        queue.running += 1
+    def _grant_now(self, queue: _KeyQueue, weight: int) -> None:
+        self._running += weight
+        queue.running += weight
         queue.last_served = self._served
         self._served += 1
 
     def _overloaded(self, why: str) -> OverloadedError:
         return OverloadedError(f"the server is overloaded: {why}; retry later", retry_after=self.retry_after)
 
-    def _enqueue(self, key: str) -> _Waiter:
+    def _enqueue(self, key: str, weight: int) -> _Waiter:
         if self._waiting >= self.max_waiting:
             victim = self._push_out_candidate(key)
             if victim is None:
@@ -185,7 +197,7 @@ class AdmissionController:
                 raise self._overloaded(f"{self.max_waiting} requests are already waiting")
             self._remove(victim)
             victim.future.set_exception(self._overloaded("this request was displaced from a full queue"))
-        waiter = _Waiter(key, asyncio.get_running_loop().create_future())
+        waiter = _Waiter(key, asyncio.get_running_loop().create_future(), weight)
         self._keys.setdefault(key, _KeyQueue()).waiters.append(waiter)
         self._waiting += 1
         return waiter
@@ -207,6 +219,7 @@ class AdmissionController:
             queue.waiters.remove(waiter)
             self._waiting -= 1
             self._forget_idle()
+            self._grant_waiting()  # a wide waiter leaving may let narrower ones in
 
     def _expire(self, waiter: _Waiter) -> None:
         if waiter.state == "waiting":
@@ -222,22 +235,27 @@ class AdmissionController:
             return None
         return min(candidates, key=lambda q: (q.running, q.last_served))
 
-    def _free(self, key: str) -> None:
-        """A slot held by ``key`` ends: hand it to the fairest waiter, or return it to the pool."""
+    def _free(self, key: str, weight: int) -> None:
+        """Slots held by ``key`` end: hand them to the fairest waiters, or return them to the pool."""
         queue = self._keys.get(key)
         if queue is not None:
-            queue.running -= 1
-        self._running -= 1
+            queue.running -= weight
+        self._running -= weight
         self._forget_idle()
-        nxt = self._next_key()
-        if nxt is None:
-            return
-        waiter = nxt.waiters.popleft()
-        self._waiting -= 1
-        waiter.state = "granted"
-        self._grant_now(nxt)
-        if not waiter.future.done():
-            waiter.future.set_result(None)
+        self._grant_waiting()
+
+    def _grant_waiting(self) -> None:
+        """In fairness order, while the fairest waiter fits: a wide request is never starved by narrow
+        ones slipping past it."""
+        while (nxt := self._next_key()) is not None:
+            if self._running + nxt.waiters[0].weight > self.capacity:
+                return
+            waiter = nxt.waiters.popleft()
+            self._waiting -= 1
+            waiter.state = "granted"
+            self._grant_now(nxt, waiter.weight)
+            if not waiter.future.done():
+                waiter.future.set_result(None)
 
     def _forget_idle(self) -> None:
         """Drop idle keys once nobody waits: their service history only matters while someone does."""

@@ -15,7 +15,6 @@ from fastapi import FastAPI
 from pydantic import WithJsonSchema
 
 TOKEN_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
-TOKEN_ID_PATTERN = r"^[0-9]{1,10}$"  # any token id; per model, ``token_id_pattern`` is exact
 GENERATING_REQUESTS = ("ChatCompletionRequest", "CompletionRequest")
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
@@ -84,18 +83,6 @@ def message_list_schema(max_items: int | None = None) -> WithJsonSchema:
     if max_items is not None:
         schema["maxItems"] = max_items
     return WithJsonSchema(schema)
-
-
-def logit_bias_schema(max_items: int) -> WithJsonSchema:
-    """OpenAI's logit_bias: token ids (decimal strings) to biases in [-100, 100]."""
-    return WithJsonSchema(
-        {
-            "type": "object",
-            "propertyNames": {"pattern": TOKEN_ID_PATTERN},
-            "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
-            "maxProperties": max_items,
-        }
-    )
 
 
 def token_id_pattern(vocab_size: int) -> str:

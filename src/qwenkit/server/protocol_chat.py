@@ -10,8 +10,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from qwenkit.engine.sampling import SamplingOptions
 from qwenkit.engine.stops import MAX_STOP_LENGTH, MAX_STOP_STRINGS
-from qwenkit.server.openapi import TOKEN_ID_PATTERN, logit_bias_schema, message_list_schema
+from qwenkit.server.openapi import message_list_schema
 from qwenkit.server.protocol_common import (
     MAX_N,
     ChoiceLogprobs,
@@ -23,13 +24,9 @@ from qwenkit.server.protocol_common import (
 
 MAX_MESSAGES = 4096
 MAX_TOOLS = 128
-Seed = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
 StopText = Annotated[str, Field(min_length=1, max_length=MAX_STOP_LENGTH)]
 StopList = Annotated[list[StopText], Field(max_length=MAX_STOP_STRINGS)]
 FunctionName = Annotated[str, Field(min_length=1, max_length=256)]
-MAX_LOGIT_BIAS_ENTRIES = 1024
-TokenIdKey = Annotated[str, Field(pattern=TOKEN_ID_PATTERN)]
-Bias = Annotated[float, Field(ge=-100.0, le=100.0)]
 
 
 class FunctionDef(StrictRequest):
@@ -76,29 +73,19 @@ class JSONSchemaFormat(StrictRequest):
 ResponseFormat = Annotated[TextFormat | JSONObjectFormat | JSONSchemaFormat, Field(discriminator="type")]
 
 
-class SamplingFields(StrictRequest):
-    """Sampling fields shared by chat and text completions."""
+class SamplingFields(StrictRequest, SamplingOptions):
+    """Fields shared by chat and text completions: the sampling options (declared once, in
+    ``qwenkit.engine.sampling``) and the request-level ones."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=False)
 
     model: str | None = Field(default=None, max_length=1024)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    top_k: int | None = Field(default=None, ge=-1, le=1_000_000)  # -1: off (vLLM's convention)
-    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    repetition_penalty: float | None = Field(default=None, ge=0.01, le=10.0)
     n: int = Field(default=1, ge=1, le=MAX_N)
-    seed: Seed | None = None
     stop: StopText | StopList | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=256)
-    logit_bias: Annotated[dict[TokenIdKey, Bias], logit_bias_schema(MAX_LOGIT_BIAS_ENTRIES)] | None = Field(
-        default=None,
-        max_length=MAX_LOGIT_BIAS_ENTRIES,
-        description="Token id (a key of the model's vocabulary) -> bias added to its logit, in [-100, 100].",
-    )
     ignore_eos: bool = Field(
         default=False, description="Keep generating past end-of-text (vLLM's extension; for benchmarks)."
     )

@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from qwenkit.server.protocol_chat import SamplingFields
-from qwenkit.server.protocol_common import Response, UsageInfo
+from qwenkit.server.protocol_common import MAX_N, Response, UsageInfo
 
 MAX_PROMPTS = 32
+MAX_SEQUENCES = MAX_PROMPTS * MAX_N  # the most generations one request can start
 # OpenAI's default for legacy completions: without it an empty prompt generates to the end of the context.
 DEFAULT_COMPLETION_TOKENS = 16
 PromptText = Annotated[str, Field(max_length=4 * 1024 * 1024)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,7 +10,8 @@ from fastapi import APIRouter, Request
 from qwenkit.chat.events import ContentDelta, Done, Event, ReasoningDelta, ToolCall
 from qwenkit.chat.template import TemplateFamily
 from qwenkit.engine.chat_run import ChatResult
-from qwenkit.engine.params import ChatParams, NamedToolChoice, ToolChoice, ToolChoiceMode
+from qwenkit.engine.params import ChatParams, NamedToolChoice, ToolChoice, ToolChoiceMode, stop_strings
+from qwenkit.engine.sampling import SamplingOptions
 from qwenkit.errors import UsageError
 from qwenkit.server.logs import messages_text
 from qwenkit.server.protocol_chat import (
@@ -38,7 +38,6 @@ from qwenkit.server.serving_common import (
     errors_as_events,
     now,
     refuse_template,
-    sampling_kwargs,
     server_state,
     usage_info,
 )
@@ -89,8 +88,10 @@ def chat_params(
         raise UsageError("top_logprobs needs logprobs set to true", param="top_logprobs")
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     return ChatParams(
-        **sampling_kwargs(req, max_tokens),
-        seed=req.seed,
+        sampling=SamplingOptions.of(req),
+        max_tokens=max_tokens,
+        stop=stop_strings(req.stop),
+        ignore_eos=req.ignore_eos,
         enable_thinking=_thinking(req, constraint, template_family),
         thinking_budget=req.thinking_budget,
         tools=constraint.tools,
@@ -191,12 +192,13 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     encoded = llm.encode(body.messages, params)  # once for all choices; bad messages fail before admission
     prompt_tokens = len(encoded.ids)
     room = max(0, llm.context_length - prompt_tokens)
-    ticket = await state.admit(request, prompt_tokens, body.n * min(room, params.max_tokens or room))
+    reserved = body.n * min(room, params.max_tokens or room)
+    ticket = await state.admit(request, prompt_tokens, reserved, sequences=body.n)
     run = RequestRun(request, state, ticket, "chat")
     run.prompt_text = messages_text(body.messages)
 
     def make(i: int) -> Any:
-        seeded = dataclasses.replace(params, seed=choice_seed(body.seed, i))
+        seeded = params.with_seed(choice_seed(body.seed, i))
         return llm.start_chat(body.messages, seeded, encoded=encoded)
 
     run.start(make, body.n)

@@ -16,7 +16,6 @@ from starlette.types import Receive, Scope, Send
 from qwenkit.chat.events import Event
 from qwenkit.engine.chat_run import ChatResult, TokenLogprob
 from qwenkit.engine.llm import LLM, ChatStream
-from qwenkit.engine.params import logit_bias_pairs, stop_strings
 from qwenkit.errors import ModelNotFoundError, OverloadedError, QwenkitError, UsageError
 from qwenkit.server.auth import key_name_of
 from qwenkit.server.errors import error_body
@@ -64,24 +63,6 @@ def check_model(state: ServerState, name: str | None) -> str:
 def refuse_template(req: SamplingFields, kwargs: dict[str, Any] | None = None) -> None:
     if "chat_template" in req.model_fields_set or (kwargs and "chat_template" in kwargs):
         raise UsageError("chat templates cannot be supplied by requests", param="chat_template")
-
-
-def sampling_kwargs(req: SamplingFields, max_tokens: int | None) -> dict[str, Any]:
-    """The ChatParams fields every endpoint takes from a request."""
-    top_k = None if req.top_k is None else (0 if req.top_k == -1 else req.top_k)
-    return {
-        "temperature": req.temperature,
-        "top_p": req.top_p,
-        "top_k": top_k,
-        "min_p": req.min_p,
-        "presence_penalty": req.presence_penalty,
-        "frequency_penalty": req.frequency_penalty,
-        "repetition_penalty": req.repetition_penalty,
-        "max_tokens": max_tokens,
-        "stop": stop_strings(req.stop),
-        "ignore_eos": req.ignore_eos,
-        "logit_bias": logit_bias_pairs(req.logit_bias) if req.logit_bias else (),
-    }
 
 
 def choice_seed(seed: int | None, index: int) -> int | None:

@@ -6,7 +6,6 @@ inside a prompt stay text, so a completion request cannot forge chat or FIM mark
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +14,8 @@ from fastapi import APIRouter, Request
 from qwenkit.chat.events import ContentDelta, Done, ReasoningDelta
 from qwenkit.engine.chat_run import ChatResult, TokenLogprob
 from qwenkit.engine.llm import LLM, ChatStream
-from qwenkit.engine.params import ChatParams
+from qwenkit.engine.params import ChatParams, stop_strings
+from qwenkit.engine.sampling import SamplingOptions
 from qwenkit.engine.types import check_logit_bias
 from qwenkit.server.protocol_common import UsageInfo
 from qwenkit.server.protocol_completions import (
@@ -35,7 +35,6 @@ from qwenkit.server.serving_common import (
     errors_as_events,
     now,
     refuse_template,
-    sampling_kwargs,
     server_state,
     usage_info,
 )
@@ -134,19 +133,23 @@ async def create_completion(body: CompletionRequest, request: Request) -> Any:
     want_lp = body.logprobs is not None
     max_tokens = body.max_tokens if body.max_tokens is not None else DEFAULT_COMPLETION_TOKENS
     params = ChatParams(
-        **sampling_kwargs(body, max_tokens), logprobs=want_lp, top_logprobs=body.logprobs or 0
+        sampling=SamplingOptions.of(body),
+        max_tokens=max_tokens,
+        stop=stop_strings(body.stop),
+        ignore_eos=body.ignore_eos,
+        logprobs=want_lp,
+        top_logprobs=body.logprobs or 0,
     )
-    check_logit_bias(params.logit_bias, state.llm.tokenizer.vocab_size)
+    check_logit_bias(params.sampling.bias_pairs(), state.llm.tokenizer.vocab_size)
     prompt_tokens = sum(len(state.llm.tokenizer.encode_text(p)) for p in prompts)
     room = max(0, state.llm.context_length - prompt_tokens)
-    ticket = await state.admit(
-        request, prompt_tokens, len(prompts) * body.n * min(room, max_tokens)
-    )
+    sequences = len(prompts) * body.n
+    ticket = await state.admit(request, prompt_tokens, sequences * min(room, max_tokens), sequences=sequences)
     run = RequestRun(request, state, ticket, "completions")
     run.prompt_text = "\n".join(prompts) + ("" if body.suffix is None else f"\n[suffix]{body.suffix}")
 
     def make(i: int) -> ChatStream:
-        seeded = dataclasses.replace(params, seed=choice_seed(body.seed, i % body.n))
+        seeded = params.with_seed(choice_seed(body.seed, i % body.n))
         return start_completion(state.llm, prompts[i // body.n], body.suffix, seeded)
 
     run.start(make, len(prompts) * body.n)

@@ -36,7 +36,9 @@ class Ticket(Protocol):
 class Gate(Protocol):
     """Admission: authenticate, apply limits, queue fairly; and what the metrics see."""
 
-    async def admit(self, request: Request, prompt_tokens: int, max_tokens: int) -> Ticket: ...
+    async def admit(
+        self, request: Request, prompt_tokens: int, max_tokens: int, sequences: int = 1
+    ) -> Ticket: ...
 
     def observe(self, endpoint: str, results: Sequence[ChatResult]) -> None: ...
 
@@ -106,9 +108,12 @@ class ServerState:
             ),
         )
 
-    async def admit(self, request: Request, prompt_tokens: int, max_tokens: int) -> Ticket:
-        """Admit under the request's key (429 when over a limit); ``max_tokens`` is reserved."""
-        return await self.gate.admit(request, prompt_tokens, max_tokens)
+    async def admit(
+        self, request: Request, prompt_tokens: int, max_tokens: int, sequences: int = 1
+    ) -> Ticket:
+        """Admit under the request's key (429 when over a limit, 503 when the queue refuses);
+        ``max_tokens`` is reserved, ``sequences`` engine slots are taken (one per choice)."""
+        return await self.gate.admit(request, prompt_tokens, max_tokens, sequences)
 
     def observe(self, endpoint: str, results: Sequence[ChatResult]) -> None:
         self.gate.observe(endpoint, results)
