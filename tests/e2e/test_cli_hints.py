@@ -153,19 +153,8 @@ def problems(item: Text) -> list[str]:
     return found
 
 
-# Known and outside this test's reach to fix: the llama.cpp backend's context-creation hint names
-# --parallel, which only ``serve`` has. Strict: once the hint is fixed this fails until removed.
-KNOWN = {("engine/llamacpp.py", "--parallel"): "llama.cpp's context hint names --parallel (serve only)"}
-
-
 def _params() -> list[object]:
-    params: list[object] = []
-    for item in user_texts():
-        known = [why for (mod, option), why in KNOWN.items() if item.module == mod and option in item.text]
-        reason = known[0] if known else None
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-        params.append(pytest.param(item, marks=marks, id=f"{item.module}:{item.line}"))
-    return params
+    return [pytest.param(item, id=f"{item.module}:{item.line}") for item in user_texts()]
 
 
 def test_the_scan_finds_the_texts_it_checks() -> None:
