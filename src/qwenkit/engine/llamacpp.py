@@ -29,6 +29,8 @@ from qwenkit.engine.types import BackendKind, BackendOptions, Capability, Sampli
 from qwenkit.errors import ModelFormatError, ModelNotFoundError, QwenkitError
 
 N_BATCH = 512  # tokens per llama_decode
+KV_UNIFIED = True  # the default KV layout (see BackendOptions.kv_unified)
+WARM_UP_TOKENS = 32
 PREFILL_CHUNK_WHILE_DECODING = 128  # prompt tokens per step while other streams wait for theirs
 
 
@@ -57,6 +59,10 @@ class _Planned:
     prefill: bool
 
 
+def kv_unified(options: BackendOptions) -> bool:
+    return KV_UNIFIED if options.kv_unified is None else options.kv_unified
+
+
 def default_threads() -> int:
     return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
 
@@ -79,6 +85,7 @@ class LlamaCppRunner:
         self._model = model
         self._ctx = ctx
         self._mem = lib.llama_get_memory(ctx)
+        self.kv_unified = kv_unified(options)
         self.context_length = options.context
         self.n_slots = options.parallel
         self.tokenizer = LlamaTokenizer(model)
@@ -104,7 +111,7 @@ class LlamaCppRunner:
         cparams.n_seq_max = options.parallel
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
-        cparams.kv_unified = True
+        cparams.kv_unified = kv_unified(options)
         cparams.no_perf = True
         ctx = lib.llama_init_from_model(model, cparams)
         if not ctx:
@@ -113,7 +120,23 @@ class LlamaCppRunner:
                 f"llama.cpp could not create a context of {cparams.n_ctx} tokens",
                 hint="lower --context (or, for qwenkit serve, --parallel): the KV cache may not fit",
             )
-        return cls(model, ctx, options)
+        runner = cls(model, ctx, options)
+        runner.warm_up()
+        return runner
+
+    def warm_up(self) -> None:
+        """Run a prefill-sized batch and a single-token step once, then forget them: the first decode
+        pays for paging the weights in and preparing the kernels, and a user's first request should not."""
+        lib, batch = self._lib, self._batch
+        token = min(self.tokenizer.eos_token_ids, default=0)
+        for start, count in ((0, WARM_UP_TOKENS), (WARM_UP_TOKENS, 1)):
+            for j in range(count):
+                batch.token[j], batch.pos[j], batch.n_seq_id[j] = token, start + j, 1
+                batch.seq_id[j][0], batch.logits[j] = 0, int(j == count - 1)
+            batch.n_tokens = count
+            if lib.llama_decode(self._ctx, batch) != 0:
+                raise QwenkitError("llama.cpp could not run a first step on this model")
+        lib.llama_memory_clear(self._mem, True)
 
     # ----- before a sequence runs --------------------------------------------------------------
 
@@ -132,7 +155,11 @@ class LlamaCppRunner:
         lib, slot, reuse, donor = self._lib, seq.slot, state.placement.reuse, state.placement.copy_from
         if donor is not None:
             lib.llama_memory_seq_rm(self._mem, slot, -1, -1)
-            lib.llama_memory_seq_cp(self._mem, donor, slot, 0, reuse)
+            if self.kv_unified:  # the same cells gain a sequence id: no data moves
+                lib.llama_memory_seq_cp(self._mem, donor, slot, 0, reuse)
+            else:  # another stream: llama.cpp copies the whole stream, the tail is then dropped
+                lib.llama_memory_seq_cp(self._mem, donor, slot, -1, -1)
+                lib.llama_memory_seq_rm(self._mem, slot, reuse, -1)
         elif not lib.llama_memory_seq_rm(self._mem, slot, reuse, -1):
             lib.llama_memory_seq_rm(self._mem, slot, -1, -1)
             reuse = 0

@@ -204,6 +204,9 @@ class BackendOptions:
     dtype: str = "auto"
     quantization: str | None = None  # transformers on CUDA: int8, nf4
     adapters: tuple[str, ...] = field(default_factory=tuple)
+    # llama.cpp: one KV cell pool shared by every sequence (True), or a KV stream per sequence (False);
+    # None: the backend's measured default.
+    kv_unified: bool | None = None
 
     def __post_init__(self) -> None:
         if self.context < MIN_CONTEXT:
