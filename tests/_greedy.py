@@ -31,23 +31,22 @@ class GreedyReference:
     @classmethod
     def from_events(cls, events: Iterable[object]) -> GreedyReference:
         """From backend TokenEvents (``token_id``, ``top_logprobs`` as (id, logprob) pairs)."""
-        tokens: list[Hashable] = []
-        top: list[Mapping[Hashable, float]] = []
-        for event in events:
-            tokens.append(event.token_id)  # type: ignore[attr-defined]
-            top.append(dict(event.top_logprobs))  # type: ignore[attr-defined]
-            if not top[-1]:
-                raise ValueError("the reference run needs top_logprobs")
-        return cls(tuple(tokens), tuple(top))
+        return cls._of((e.token_id, e.top_logprobs) for e in events)  # type: ignore[attr-defined]
 
     @classmethod
     def from_chat_logprobs(cls, entries: Iterable[object]) -> GreedyReference:
         """From a ChatResult's logprobs (token text, top as (text, logprob) pairs)."""
+        return cls._of((e.token, e.top) for e in entries)  # type: ignore[attr-defined]
+
+    @classmethod
+    def _of(cls, steps: Iterable[tuple[Hashable, Iterable[tuple[Hashable, float]]]]) -> GreedyReference:
         tokens: list[Hashable] = []
         top: list[Mapping[Hashable, float]] = []
-        for entry in entries:
-            tokens.append(entry.token)  # type: ignore[attr-defined]
-            top.append(dict(entry.top))  # type: ignore[attr-defined]
+        for token, candidates in steps:
+            tokens.append(token)
+            top.append(dict(candidates))
+            if not top[-1]:
+                raise ValueError("the reference run needs top_logprobs")
         return cls(tuple(tokens), tuple(top))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,38 +38,15 @@ def announce(line: str) -> None:
 
 
 def serve_until_stopped(settings: ServerSettings, on_listening: Callable[[str], None]) -> None:
-    """``qwenkit.server.app.run_server``'s steps, with a server that calls ``on_listening(line)`` once
-    its socket is bound (after the model is loaded), so that the banner never precedes a bind error."""
-    import uvicorn
-
-    from qwenkit.server.app import DrainingServer, create_app, load_model
-    from qwenkit.server.logs import configure_logging
+    """``run_server``, printing the banner line through ``on_listening`` once the socket is bound."""
+    from qwenkit.server.app import run_server
     from qwenkit.server.state import model_identity
 
-    class AnnouncingServer(DrainingServer):
-        async def startup(self, sockets: Any = None) -> None:
-            await super().startup(sockets)
-            if self.started and self.servers:
-                port = self.servers[0].sockets[0].getsockname()[1]
-                on_listening(banner(model_id, settings.host, port))
-
-    configure_logging(settings.log_level)
-    llm = load_model(settings)
-    try:
+    def announce(llm: Any, port: int) -> None:
         model_id = model_identity(llm, settings.model, settings.served_model_name).id
-        application = create_app(settings, llm)
-        config = uvicorn.Config(
-            application,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=math.ceil(settings.drain_timeout),
-            lifespan="on",
-        )
-        AnnouncingServer(config, application.state).run()
-    finally:
-        llm.close()
+        on_listening(banner(model_id, settings.host, port))
+
+    run_server(settings, announce)
 
 
 @app.command()

@@ -13,13 +13,16 @@ import threading
 import time
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 from qwenkit.engine.handle import QueuedHandle
-from qwenkit.engine.runner import ModelRunner
+from qwenkit.engine.runner import LoadableRunner, ModelRunner
 from qwenkit.engine.scheduler import Scheduler
 from qwenkit.engine.sequence import Sequence
 from qwenkit.engine.types import (
     BackendKind,
+    BackendOptions,
     Capability,
     FinishReason,
     SamplingParams,
@@ -27,6 +30,9 @@ from qwenkit.engine.types import (
     check_logit_bias,
 )
 from qwenkit.errors import ContextLengthError, QwenkitError, UsageError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,17 @@ def engine_error(exc: BaseException) -> BaseException:
 
 
 class EngineCore:
-    """A ``ModelRunner`` behind the ``Backend`` protocol: many generations at once, one thread."""
+    """A ``ModelRunner`` behind the ``Backend`` protocol: many generations at once, one thread.
+
+    A backend is a subclass naming its runner (``runner_type``); ``load`` does the rest.
+    """
+
+    runner_type: ClassVar[type[LoadableRunner]]
+
+    @classmethod
+    def load(cls, path: str | Path, options: BackendOptions | None = None) -> Self:
+        options = options or BackendOptions()
+        return cls(cls.runner_type.load(path, options), max_queue=options.max_queue)
 
     def __init__(self, runner: ModelRunner, *, max_queue: int = 64) -> None:
         self.runner = runner

@@ -272,8 +272,4 @@ class LlamaCppBackend(EngineCore):
     """The engine core over a ``LlamaCppRunner``: what ``qwenkit.load(..., backend="llamacpp")`` gives."""
 
     runner: LlamaCppRunner
-
-    @classmethod
-    def load(cls, path: str | Path, options: BackendOptions | None = None) -> LlamaCppBackend:
-        options = options or BackendOptions()
-        return cls(LlamaCppRunner.load(path, options), max_queue=options.max_queue)
+    runner_type = LlamaCppRunner

@@ -7,29 +7,16 @@ satisfies ``ModelRunner`` and a ``load`` function registered in ``registry.py``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
-from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.engine.sequence import Sequence
-from qwenkit.engine.types import BackendKind, Capability, SamplingParams, TokenEvent
+from qwenkit.engine.types import BackendOptions, LoadedModel, SamplingParams, TokenEvent
 
 
-class ModelRunner(Protocol):
+class ModelRunner(LoadedModel, Protocol):
     """A loaded model that computes steps for the core. Called from the engine thread only, except
     ``validate`` (any thread, before a sequence exists)."""
-
-    @property
-    def kind(self) -> BackendKind: ...
-
-    @property
-    def capabilities(self) -> Capability: ...
-
-    @property
-    def tokenizer(self) -> Tokenizer: ...
-
-    @property
-    def context_length(self) -> int:
-        """Tokens one sequence may hold, prompt and output."""
 
     @property
     def vocab_size(self) -> int:
@@ -64,3 +51,9 @@ class ModelRunner(Protocol):
 
     def close(self) -> None:
         """Free the model; the core has already stopped calling."""
+
+
+class LoadableRunner(ModelRunner, Protocol):
+    @classmethod
+    def load(cls, path: str | Path, options: BackendOptions) -> ModelRunner:
+        """Load a model file or folder with these options."""

@@ -228,8 +228,4 @@ class TransformersBackend(EngineCore):
     """The engine core over a ``TransformersRunner``: ``qwenkit.load(..., backend="transformers")``."""
 
     runner: TransformersRunner
-
-    @classmethod
-    def load(cls, path_or_dir: str | Path, options: BackendOptions | None = None) -> TransformersBackend:
-        options = options or BackendOptions()
-        return cls(TransformersRunner.load(path_or_dir, options), max_queue=options.max_queue)
+    runner_type = TransformersRunner

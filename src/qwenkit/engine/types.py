@@ -168,9 +168,8 @@ class Capability(Flag):
     IMAGES = auto()  # image inputs
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """A loaded model that runs many generations at once."""
+class LoadedModel(Protocol):
+    """What any loaded model tells its users: which engine, what it can do, its tokenizer and context."""
 
     @property
     def kind(self) -> BackendKind: ...
@@ -182,7 +181,13 @@ class Backend(Protocol):
     def tokenizer(self) -> Tokenizer: ...
 
     @property
-    def context_length(self) -> int: ...
+    def context_length(self) -> int:
+        """Tokens one sequence may hold, prompt and output."""
+
+
+@runtime_checkable
+class Backend(LoadedModel, Protocol):
+    """A loaded model that runs many generations at once."""
 
     def submit(self, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationHandle: ...
 

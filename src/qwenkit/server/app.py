@@ -11,7 +11,7 @@ import logging
 import math
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any
@@ -145,11 +145,21 @@ def create_app(settings: ServerSettings | None = None, llm: LLM | None = None) -
 
 class DrainingServer(uvicorn.Server):
     """uvicorn's graceful shutdown, plus: the app answers 503 from the first signal on, and a handled
-    SIGTERM/SIGINT ends the process normally (exit 0) instead of being re-raised after the drain."""
+    SIGTERM/SIGINT ends the process normally (exit 0) instead of being re-raised after the drain.
+    ``on_listening(port)`` is called once the socket is bound, so an announcement never precedes a
+    bind error."""
 
-    def __init__(self, config: uvicorn.Config, app_state: Any) -> None:
+    def __init__(
+        self, config: uvicorn.Config, app_state: Any, on_listening: Callable[[int], None] | None = None
+    ) -> None:
         super().__init__(config)
         self._app_state = app_state
+        self._on_listening = on_listening
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if self._on_listening is not None and self.started and self.servers:
+            self._on_listening(int(self.servers[0].sockets[0].getsockname()[1]))
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._app_state.draining = True
@@ -168,8 +178,9 @@ class DrainingServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-def run_server(settings: ServerSettings) -> None:
-    """Load the model (a clean CLI error if that fails), then serve until SIGTERM/SIGINT and drain."""
+def run_server(settings: ServerSettings, on_listening: Callable[[LLM, int], None] | None = None) -> None:
+    """Load the model (a clean CLI error if that fails), then serve until SIGTERM/SIGINT and drain;
+    ``on_listening(llm, port)`` once the socket is bound (the CLI prints its banner there)."""
     configure_logging(settings.log_level)
     llm = load_model(settings)
     try:
@@ -183,6 +194,7 @@ def run_server(settings: ServerSettings) -> None:
             timeout_graceful_shutdown=math.ceil(settings.drain_timeout),
             lifespan="on",
         )
-        DrainingServer(config, app.state).run()
+        announce = None if on_listening is None else (lambda port: on_listening(llm, port))
+        DrainingServer(config, app.state, announce).run()
     finally:
         llm.close()
