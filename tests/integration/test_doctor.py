@@ -25,7 +25,13 @@ def test_doctor_on_the_real_model_exits_0_and_proves_it_generates(
     assert report["verdict"] in ("healthy", "degraded")
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["model"]["status"] == "ok" and "Q4_K_M" in checks["model"]["summary"]
-    assert checks["generation"]["status"] == "ok" and "tok/s" in checks["generation"]["summary"]
+    generation = checks["generation"]
+    assert "tok/s" in generation["summary"]
+    # ok, or (on a machine busy with other work) a warning that names the cause and the fix
+    assert generation["status"] == "ok" or (
+        generation["status"] == "warn" and "memory bandwidth allows" in generation["summary"]
+        and generation["recommendation"]
+    ), generation
     assert checks["memory"]["status"] in ("ok", "warn")
     assert all(c["status"] != "fail" for c in report["checks"])
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from qwenkit.bench.contention import diagnose_speed, sample_cpu_load
 from qwenkit.bench.doctor import Check, CheckResult, DoctorState, Status
 from qwenkit.bench.report import library_versions
 from qwenkit.catalog.estimate import GiB, estimate_memory
@@ -34,6 +35,8 @@ REBUILD_HINT = (
 GPU_ONLY_QUANTS = frozenset({"fp8", "int8", "nf4", "gptq-int4", "awq-int4"})
 MIN_FREE_DISK = GiB
 DOCTOR_PROMPT = [{"role": "user", "content": "Reply with one word: ready?"}]
+DOCTOR_TOKENS = 32  # enough for a decode speed worth comparing with the roofline
+DOCTOR_CONTEXT_TOKENS = 48  # about the prompt and half the answer
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
@@ -238,6 +241,18 @@ def check_precision(state: DoctorState) -> CheckResult:
     return CheckResult("precision", Status.OK, f"{quant or 'unknown quant'} {state.model_format}")
 
 
+def _roofline_percent(state: DoctorState, tokens_per_second: float) -> float | None:
+    """Decode speed as a share of what memory bandwidth allows (GGUF on the CPU; else None)."""
+    if state.model_path is None or state.model_format != "gguf" or state.hardware.has_cuda:
+        return None
+    from qwenkit.bench.roofline import measure_read_bandwidth, model_bytes_from_gguf, roofline
+    from qwenkit.models import read_gguf_metadata
+
+    model = model_bytes_from_gguf(read_gguf_metadata(state.model_path))
+    bandwidth = measure_read_bandwidth(size_bytes=64 * 1024**2, repeats=3)
+    return roofline(tokens_per_second, model, bandwidth, context_tokens=DOCTOR_CONTEXT_TOKENS).percent
+
+
 def check_generation(state: DoctorState) -> CheckResult:
     if not state.generate:
         return CheckResult("generation", Status.SKIP, "skipped (--no-generate)")
@@ -245,16 +260,23 @@ def check_generation(state: DoctorState) -> CheckResult:
         return CheckResult("generation", Status.SKIP, "no usable model to try")
     from qwenkit.engine.llm import load
 
+    cpu = sample_cpu_load()  # before our own model makes the machine busy
     start = time.perf_counter()
     with load(str(state.model_path), backend=state.backend, context=512, parallel=1, progress=False) as llm:
         loaded = time.perf_counter() - start
-        result = llm.chat(DOCTOR_PROMPT, max_tokens=8, temperature=0.0)
+        result = llm.chat(DOCTOR_PROMPT, max_tokens=DOCTOR_TOKENS, temperature=0.0, ignore_eos=True)
     if result.usage.completion_tokens < 1:
         return CheckResult("generation", Status.FAIL, "the model loaded but generated nothing")
     answer = (result.content or result.reasoning).strip().replace("\n", " ")[:60]
-    return CheckResult("generation", Status.OK,
-                       f"loaded in {loaded:.1f}s; {result.usage.completion_tokens} tokens at "
-                       f"{result.decode_tokens_per_second:.1f} tok/s: {answer!r}")
+    text = (f"loaded in {loaded:.1f}s; {result.usage.completion_tokens} tokens at "
+            f"{result.decode_tokens_per_second:.1f} tok/s: {answer!r}")
+    percent = _roofline_percent(state, result.decode_tokens_per_second)
+    threads = state.hardware.cpu.physical_cores or 1  # what load() uses by default
+    diagnosis = None if percent is None else diagnose_speed(percent, cpu, threads)
+    if diagnosis is not None:
+        summary = f"{text}; {diagnosis.summary}"
+        return CheckResult("generation", Status.WARN, summary, diagnosis.recommendation)
+    return CheckResult("generation", Status.OK, text)
 
 
 CHECKS: tuple[Check, ...] = (

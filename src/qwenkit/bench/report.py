@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from qwenkit.bench.contention import CpuLoad, SpeedDiagnosis
 from qwenkit.bench.roofline import Bandwidth, ModelBytes, Roofline
 from qwenkit.bench.stats import LevelSummary, Percentiles
 from qwenkit.bench.target import TargetInfo
@@ -78,6 +79,8 @@ class BenchReport:
     roofline: Roofline | None = None
     notes: tuple[str, ...] = ()
     schema_version: int = SCHEMA_VERSION
+    cpu_load: CpuLoad | None = None  # what other processes used just before the run
+    diagnosis: SpeedDiagnosis | None = None  # when decode is far below the roofline: why, and the fix
 
 
 def now_iso() -> str:
@@ -179,3 +182,6 @@ def print_report(report: BenchReport, console: Console) -> None:
             console.print(f"[red]error[/] ({where}): {sample}", highlight=False)
     for note in report.notes:
         console.print(f"note: {note}", highlight=False, style="dim")
+    if report.diagnosis is not None:
+        console.print(f"[yellow]slow:[/] {report.diagnosis.summary}", highlight=False)
+        console.print(f"fix: {report.diagnosis.recommendation}", highlight=False)

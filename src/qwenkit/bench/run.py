@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from qwenkit.bench.contention import diagnose_speed, sample_cpu_load
 from qwenkit.bench.driver import DriverResult, run_workload
 from qwenkit.bench.progress import NullProgress, ProgressSink
 from qwenkit.bench.report import BenchReport, describe_machine, now_iso
@@ -128,6 +129,7 @@ async def run_bench(config: BenchConfig, progress: ProgressSink | None = None, *
                     ) -> BenchReport:
     sink = progress or NullProgress()
     hardware = detect_hardware()
+    load = await asyncio.to_thread(sample_cpu_load)  # before our own model makes the machine busy
     target, words = await _open(config, show_progress)
     try:
         gpu = on_gpu(target, hardware)
@@ -149,6 +151,8 @@ async def run_bench(config: BenchConfig, progress: ProgressSink | None = None, *
         bandwidth = await asyncio.to_thread(pick_bandwidth, gpu, hardware)
         sink.advance()
         sink.end()
+    line = compute_roofline(result.levels, model, bandwidth, config.workload.output_tokens)
+    threads = config.threads or hardware.cpu.physical_cores or 1
     return BenchReport(
         created=now_iso(),
         machine=describe_machine(hardware),
@@ -157,6 +161,8 @@ async def run_bench(config: BenchConfig, progress: ProgressSink | None = None, *
         levels=result.levels,
         bandwidth=bandwidth,
         model_bytes=model,
-        roofline=compute_roofline(result.levels, model, bandwidth, config.workload.output_tokens),
+        roofline=line,
         notes=tuple(notes),
+        cpu_load=load,
+        diagnosis=None if line is None or gpu else diagnose_speed(line.percent, load, threads),
     )
