@@ -22,6 +22,7 @@ import numpy as np
 import psutil
 
 RESULTS = Path(__file__).parent / "results"
+PREFILL_CHUNK = 512  # llama.cpp takes at most n_batch tokens per llama_decode
 DEFAULT_MODEL = Path(
     os.environ.get(
         "QWENKIT_REAL_MODEL", "/root/.cache/qwenkit-test-models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
@@ -82,7 +83,7 @@ class RawLlama:
     n_vocab: int
 
     @classmethod
-    def load(cls, path: Path, *, n_ctx: int, n_seq: int, threads: int) -> RawLlama:
+    def load(cls, path: Path | str, *, n_ctx: int, n_seq: int, threads: int, unified: bool = True) -> RawLlama:
         from qwenkit.engine.llama_lib import llama_lib
 
         lib = llama_lib()
@@ -90,11 +91,32 @@ class RawLlama:
         cp = lib.llama_context_default_params()
         cp.n_ctx, cp.n_batch, cp.n_ubatch, cp.n_seq_max = n_ctx, 512, 512, n_seq
         cp.n_threads = cp.n_threads_batch = threads
-        cp.kv_unified = True
+        cp.kv_unified = unified
         cp.no_perf = True
         ctx = lib.llama_init_from_model(model, cp)
         n_vocab = lib.llama_vocab_n_tokens(lib.llama_model_get_vocab(model))
         return cls(lib, model, ctx, n_vocab)
+
+    def _prefill(self, batch: Any, prompts: Sequence[Sequence[int]]) -> list[int]:
+        """Every prompt but its last token in batches of at most PREFILL_CHUNK tokens, then the last
+        tokens together (as our engine does); the batch index of each one's logits."""
+        lib = self.lib
+        items = [(seq, pos, tid) for seq, p in enumerate(prompts) for pos, tid in enumerate(p[:-1])]
+        for start in range(0, len(items), PREFILL_CHUNK):
+            chunk = items[start : start + PREFILL_CHUNK]
+            for j, (seq, pos, tid) in enumerate(chunk):
+                batch.token[j], batch.pos[j], batch.n_seq_id[j] = tid, pos, 1
+                batch.seq_id[j][0], batch.logits[j] = seq, 0
+            batch.n_tokens = len(chunk)
+            if lib.llama_decode(self.ctx, batch) != 0:
+                raise RuntimeError("reference prefill failed")
+        for seq, p in enumerate(prompts):  # the last prompt tokens, alone, with logits
+            batch.token[seq], batch.pos[seq], batch.n_seq_id[seq] = p[-1], len(p) - 1, 1
+            batch.seq_id[seq][0], batch.logits[seq] = seq, 1
+        batch.n_tokens = len(prompts)
+        if lib.llama_decode(self.ctx, batch) != 0:
+            raise RuntimeError("reference prefill failed")
+        return list(range(len(prompts)))
 
     def _argmax(self, index: int) -> int:
         row = np.ctypeslib.as_array(self.lib.llama_get_logits_ith(self.ctx, index), shape=(self.n_vocab,))
@@ -105,19 +127,9 @@ class RawLlama:
         (the prefill is not timed, nor is the first token, which comes from the prefill)."""
         lib = self.lib
         lib.llama_memory_clear(lib.llama_get_memory(self.ctx), True)
-        total = sum(len(p) for p in prompts)
-        batch = lib.llama_batch_init(max(total, len(prompts)), 0, 1)
+        batch = lib.llama_batch_init(PREFILL_CHUNK, 0, 1)
         try:
-            n, last = 0, []
-            for seq, prompt in enumerate(prompts):
-                for pos, tid in enumerate(prompt):
-                    batch.token[n], batch.pos[n], batch.n_seq_id[n] = tid, pos, 1
-                    batch.seq_id[n][0], batch.logits[n] = seq, int(pos == len(prompt) - 1)
-                    n += 1
-                last.append(n - 1)
-            batch.n_tokens = n
-            if lib.llama_decode(self.ctx, batch) != 0:
-                raise RuntimeError("reference prefill failed")
+            last = self._prefill(batch, prompts)
             tokens = [self._argmax(i) for i in last]
             start = time.perf_counter()
             for step in range(n_tokens - 1):

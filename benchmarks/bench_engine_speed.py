@@ -1,0 +1,135 @@
+"""The llama.cpp engine in-process against llama.cpp itself, and the choice of KV layout.
+
+For 1, 4, 8 and 16 concurrent greedy streams (short prompts), and for 8 streams over 2,000-token
+prompts, ours (``LlamaCppBackend`` loaded as ``qwenkit serve`` would: ``--context`` per sequence,
+``--parallel`` slots) against a raw ``llama_decode`` loop with the same build, threads and prompts in a
+context sized for exactly that work. Both KV layouts are measured for ours and for the reference (one
+unified cell pool, or a stream per sequence); the default is chosen from these numbers. Also: time to
+first token of the first request after load against later ones (the load warms the kernels up).
+
+Ours and the reference alternate within each repeat, so background load hits both alike.
+
+    .venv/bin/python benchmarks/bench_engine_speed.py [--threads 2] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from _common import DEFAULT_MODEL, RawLlama, filler_text, machine, median, write_result
+
+from qwenkit.engine.llamacpp import LlamaCppBackend
+from qwenkit.engine.types import BackendOptions, SamplingParams
+
+SHORT = {"streams": (1, 4, 8, 16), "prompt": 32, "tokens": 64}
+LONG = {"streams": 8, "prompt": 2000, "tokens": 32}
+LAYOUTS = {"unified": True, "per-sequence": False}
+
+
+def ours_rate(backend: LlamaCppBackend, prompts: list[list[int]], n_tokens: int) -> float:
+    """Aggregate decode tokens/second once every stream has its first token."""
+    params = SamplingParams(temperature=0.0, max_tokens=n_tokens, ignore_eos=True)
+    handles = [backend.submit(p, params) for p in prompts]
+    for h in handles:
+        for _ in h:
+            pass
+    start = max(h.timings.first_token for h in handles)
+    end = max(h.timings.finished for h in handles)
+    return len(prompts) * (n_tokens - 1) / (end - start)
+
+
+def prompts_for(tokenize: Any, n: int, length: int, salt: int) -> list[list[int]]:
+    """``n`` prompts of exactly ``length`` tokens sharing no prefix (a fresh first token per salt)."""
+    out = []
+    for i in range(n):
+        ids = tokenize(filler_text(length + 16, seed=salt * 100 + i))[: length - 1]
+        out.append([1000 + salt * 64 + i, *ids])
+    return out
+
+
+def measure(model: str, threads: int, unified: bool, n: int, prompt: int, tokens: int, repeats: int,
+            context: int) -> dict[str, Any]:  # fmt: skip
+    parallel = max(4, n)
+    options = BackendOptions(context=context, parallel=parallel, threads=threads, kv_unified=unified)
+    backend = LlamaCppBackend.load(model, options)
+    raw = RawLlama.load(model, n_ctx=n * (prompt + tokens + 16), n_seq=n, threads=threads, unified=unified)
+    tokenize = backend.tokenizer.encode_text
+    ours, ref = [], []
+    try:
+        for rep in range(repeats):
+            batch = prompts_for(tokenize, n, prompt, rep)
+            ref.append(raw.decode_rate(batch, tokens))
+            ours.append(ours_rate(backend, batch, tokens))
+    finally:
+        backend.close()
+        raw.close()
+    return {"ours_tok_s": ours, "reference_tok_s": ref, "ours_median": median(ours),
+            "reference_median": median(ref)}  # fmt: skip
+
+
+def first_request_ttft(model: str, threads: int, repeats: int) -> dict[str, Any]:
+    """Time to first token of the first request after load, and of later ones with new prompts."""
+    backend = LlamaCppBackend.load(model, BackendOptions(context=2048, parallel=4, threads=threads))
+    params = SamplingParams(temperature=0.0, max_tokens=2, ignore_eos=True)
+    ttfts = []
+    try:
+        for rep in range(repeats + 1):
+            prompt = prompts_for(backend.tokenizer.encode_text, 1, 256, 50 + rep)[0]
+            handle = backend.submit(prompt, params)
+            list(handle)
+            ttfts.append(handle.timings.time_to_first_token)
+    finally:
+        backend.close()
+    later = median(ttfts[1:])
+    return {"first_s": ttfts[0], "later_s": ttfts[1:], "later_median_s": later, "ratio": ttfts[0] / later}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(DEFAULT_MODEL))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--context", type=int, default=4096, help="ours: context per sequence (serve's default)")
+    args = ap.parse_args()
+    info = machine()
+    results: dict[str, Any] = {"short": {}, "long": {}}
+    for name, unified in LAYOUTS.items():
+        for n in SHORT["streams"]:
+            got = measure(args.model, args.threads, unified, n, SHORT["prompt"], SHORT["tokens"], args.repeats,
+                          args.context)  # fmt: skip
+            results["short"].setdefault(str(n), {})[name] = got
+            print(f"{name:12s} {n:2d} streams: ours {got['ours_median']:.1f}, raw {got['reference_median']:.1f}")
+        got = measure(args.model, args.threads, unified, LONG["streams"], LONG["prompt"], LONG["tokens"],
+                      args.repeats, max(args.context, LONG["prompt"] + LONG["tokens"] + 16))  # fmt: skip
+        results["long"][name] = got
+        print(f"{name:12s} 8 x 2000: ours {got['ours_median']:.1f}, raw {got['reference_median']:.1f}")
+    summary = summarize(results)
+    ttft = first_request_ttft(args.model, args.threads, repeats=4)
+    print(f"first request TTFT {ttft['first_s'] * 1000:.0f} ms, later {ttft['later_median_s'] * 1000:.0f} ms")
+    payload = {
+        "machine": info,
+        "config": {"threads": args.threads, "repeats": args.repeats, "context_per_sequence": args.context,
+                   "short": SHORT, "long": LONG, "model": args.model},
+        "results": results,
+        "summary": summary,
+        "first_request_ttft": ttft,
+        "targets": {"decode_ratio": 0.95, "first_ttft_ratio": 1.10},
+    }
+    print(f"-> {write_result('engine_speed', payload)}")
+
+
+def summarize(results: dict[str, Any]) -> dict[str, Any]:
+    """Per case: the best reference layout, and each of our layouts as a ratio to it."""
+    cases = {f"{n} streams": layouts for n, layouts in results["short"].items()}
+    cases["8 streams x 2000"] = results["long"]
+    out = {}
+    for case, layouts in cases.items():
+        best_ref = max(v["reference_median"] for v in layouts.values())
+        out[case] = {name: v["ours_median"] / best_ref for name, v in layouts.items()}
+        out[case]["reference_best_tok_s"] = best_ref
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""``qwenkit serve`` against llama.cpp's own llama-server, over HTTP, same file, threads and slots.
+
+Both servers are measured by the same client (``qwenkit bench --url``: streamed chat completions of a
+fixed length, ``ignore_eos``), alternating A B A B so that background load hits both alike. llama-server
+is built from the pinned llama-cpp-python sdist (``_llama_build.py``) with the same compiler flags.
+Targets: aggregate decode tok/s of ours >= llama-server's at 1, 4 and 8 streams; keep our lower time to
+first token at 8 streams.
+
+    .venv/bin/python benchmarks/bench_serve_vs_llama_server.py [--threads 2] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from _common import DEFAULT_MODEL, machine, median, write_result
+from _llama_build import build
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "integration"))
+from _server_harness import free_port
+
+LEVELS = (1, 4, 8)
+QWENKIT = [sys.executable, "-m", "qwenkit"]
+
+
+@contextmanager
+def running(cmd: list[str], url: str, ready_path: str) -> Iterator[None]:
+    log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {Path(log.name).read_text()[-2000:]}")
+            try:
+                if httpx.get(url + ready_path, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not become ready")
+            time.sleep(0.5)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        Path(log.name).unlink(missing_ok=True)
+
+
+def bench(url: str, model: Path, args: argparse.Namespace) -> dict[str, Any]:
+    out = Path(tempfile.mkstemp(suffix=".json")[1])
+    cmd = [
+        *QWENKIT, "bench", str(model), "--url", f"{url}/v1", "--concurrency", ",".join(map(str, LEVELS)),
+        "--prompt-tokens", str(args.prompt_tokens), "--output-tokens", str(args.output_tokens),
+        "--requests", str(max(LEVELS)), "--warmup", "2", "--json", str(out), "--no-roofline",
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    report = json.loads(out.read_text())
+    out.unlink()
+    levels = {}
+    for level in report["levels"]:
+        levels[str(level["concurrency"])] = {
+            "decode_tok_s_aggregate": level["aggregate_output_tps"],
+            "ttft_p50_s": level["ttft"]["p50"] if level.get("ttft") else None,
+        }
+    return levels
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(DEFAULT_MODEL))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--context", type=int, default=1024, help="per sequence")
+    ap.add_argument("--prompt-tokens", type=int, default=64)
+    ap.add_argument("--output-tokens", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    model = Path(args.model)
+    slots = max(LEVELS)
+    server = build("llama-server")
+    info = machine()
+    ours_port, theirs_port = free_port(), free_port()
+    ours_cmd = [
+        *QWENKIT, "serve", str(model), "--port", str(ours_port), "--threads", str(args.threads),
+        "--parallel", str(slots), "--context", str(args.context), "--log-level", "warning",
+    ]  # fmt: skip
+    theirs_cmd = [
+        str(server), "-m", str(model), "--port", str(theirs_port), "-t", str(args.threads), "-tb",
+        str(args.threads), "-np", str(slots), "-c", str(args.context * slots), "--log-disable",
+    ]  # fmt: skip
+    rounds: dict[str, list[dict[str, Any]]] = {"qwenkit": [], "llama-server": []}
+    for _ in range(args.rounds):
+        with running(ours_cmd, f"http://127.0.0.1:{ours_port}", "/ready"):
+            rounds["qwenkit"].append(bench(f"http://127.0.0.1:{ours_port}", model, args))
+        with running(theirs_cmd, f"http://127.0.0.1:{theirs_port}", "/health"):
+            rounds["llama-server"].append(bench(f"http://127.0.0.1:{theirs_port}", model, args))
+    per_level: dict[str, Any] = {}
+    for n in map(str, LEVELS):
+        ours = median([r[n]["decode_tok_s_aggregate"] for r in rounds["qwenkit"]])
+        theirs = median([r[n]["decode_tok_s_aggregate"] for r in rounds["llama-server"]])
+        ttft_ours = median([r[n]["ttft_p50_s"] for r in rounds["qwenkit"]])
+        ttft_theirs = median([r[n]["ttft_p50_s"] for r in rounds["llama-server"]])
+        per_level[n] = {
+            "qwenkit_tok_s": ours, "llama_server_tok_s": theirs, "ratio": ours / theirs,
+            "qwenkit_ttft_p50_s": ttft_ours, "llama_server_ttft_p50_s": ttft_theirs,
+        }  # fmt: skip
+        print(
+            f"{n} streams: qwenkit {ours:.1f} tok/s, llama-server {theirs:.1f} tok/s, "
+            f"ratio {ours / theirs:.3f}; TTFT p50 {ttft_ours * 1000:.0f} vs {ttft_theirs * 1000:.0f} ms"
+        )
+    result = {
+        "machine": info,
+        "config": {"threads": args.threads, "slots": slots, "context_per_sequence": args.context,
+                   "prompt_tokens": args.prompt_tokens, "output_tokens": args.output_tokens,
+                   "rounds": args.rounds, "model": str(model), "llama_server": str(server)},
+        "levels": per_level,
+        "rounds": rounds,
+        "target_ratio": 1.0,
+        "meets_target": all(v["ratio"] >= 1.0 for v in per_level.values()),
+    }
+    print(f"-> {write_result('serve_vs_llama_server', result)}")
+
+
+if __name__ == "__main__":
+    main()
