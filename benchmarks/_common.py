@@ -83,7 +83,9 @@ class RawLlama:
     n_vocab: int
 
     @classmethod
-    def load(cls, path: Path | str, *, n_ctx: int, n_seq: int, threads: int, unified: bool = True) -> RawLlama:
+    def load(
+        cls, path: Path | str, *, n_ctx: int, n_seq: int, threads: int, unified: bool = True
+    ) -> RawLlama:
         from qwenkit.engine.llama_lib import llama_lib
 
         lib = llama_lib()

@@ -96,10 +96,11 @@ def main() -> None:
     results: dict[str, Any] = {"short": {}, "long": {}}
     for name, unified in LAYOUTS.items():
         for n in SHORT["streams"]:
-            got = measure(args.model, args.threads, unified, n, SHORT["prompt"], SHORT["tokens"], args.repeats,
-                          args.context)  # fmt: skip
+            shape = (n, SHORT["prompt"], SHORT["tokens"])
+            got = measure(args.model, args.threads, unified, *shape, args.repeats, args.context)
             results["short"].setdefault(str(n), {})[name] = got
-            print(f"{name:12s} {n:2d} streams: ours {got['ours_median']:.1f}, raw {got['reference_median']:.1f}")
+            ours, raw = got["ours_median"], got["reference_median"]
+            print(f"{name:12s} {n:2d} streams: ours {ours:.1f}, raw {raw:.1f}")
         got = measure(args.model, args.threads, unified, LONG["streams"], LONG["prompt"], LONG["tokens"],
                       args.repeats, max(args.context, LONG["prompt"] + LONG["tokens"] + 16))  # fmt: skip
         results["long"][name] = got
