@@ -5,15 +5,37 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import os
+import sys
+from collections.abc import MutableMapping
 from types import ModuleType
 from typing import Any
 
 from qwenkit.errors import MissingDependencyError
 
+# How llama.cpp's OpenMP worker threads wait for each other (chosen by benchmarks/bench_contention.py):
+# OpenMP reads these when llama.cpp's library loads, so they are set just before the first import, and
+# only where the user set neither (QWENKIT_OMP_POLICY=off keeps OpenMP's own defaults).
+OMP_POLICY: dict[str, str] = {"GOMP_SPINCOUNT": "10000"}
+OMP_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def apply_omp_policy(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """Set qwenkit's OpenMP wait policy in ``environ``; False when the user's settings stand instead,
+    or when llama.cpp is already loaded (then it is too late to change)."""
+    if environ.get("QWENKIT_OMP_POLICY") == "off" or any(k in environ for k in OMP_VARIABLES):
+        return False
+    if "llama_cpp.llama_cpp" in sys.modules:
+        logging.getLogger("qwenkit.llama").debug("llama.cpp was loaded before qwenkit set its thread policy")
+        return False
+    environ.update(OMP_POLICY)
+    return True
+
 
 @functools.lru_cache(maxsize=1)
 def llama_lib() -> ModuleType:
     """``llama_cpp.llama_cpp`` with the backend initialised and llama.cpp's load chatter muted."""
+    apply_omp_policy()
     try:
         import llama_cpp.llama_cpp as lib
     except ImportError as exc:
