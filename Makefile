@@ -16,9 +16,14 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# pip caches the llama-cpp-python wheel it compiles, so only the first install on a machine pays for it.
+# llama-cpp-python is compiled for this CPU, without llama.cpp's AMX kernels: on AMX Xeons (Sapphire
+# Rapids and later) ggml_backend_amx_mul_mat segfaults on the first decode of the Qwen2.5 K-quant GGUFs.
+# --no-cache-dir: a wheel pip cached from a build with AMX must not be reused.
+LLAMA_CFLAGS := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 # Installs exactly the locked versions: a fresh clone next month gets what passed today.
 $(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(BIN)/python -m pip install --quiet --no-cache-dir \
+	  -c $(LOCK) llama-cpp-python
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 

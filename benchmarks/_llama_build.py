@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path
 
 CACHE = Path(os.environ.get("QWENKIT_BENCH_CACHE", Path.home() / ".cache" / "qwenkit-bench"))
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 # The options llama-cpp-python's CMakeLists sets for its own build of the same sources.
 CMAKE_FLAGS = (
     "-DCMAKE_BUILD_TYPE=Release",
@@ -27,6 +28,9 @@ CMAKE_FLAGS = (
     "-DLLAMA_BUILD_EXAMPLES=OFF",
     "-DLLAMA_BUILD_SERVER=ON",
     "-DLLAMA_BUILD_TOOLS=ON",
+    # As `make install` builds llama-cpp-python: without the AMX kernels, which crash on these GGUFs.
+    f"-DCMAKE_C_FLAGS={NO_AMX}",
+    f"-DCMAKE_CXX_FLAGS={NO_AMX}",
 )
 
 

@@ -63,6 +63,23 @@ def test_system_info_parsing_and_missing_cpu_features() -> None:
     assert missing_cpu_features(build, frozenset({"avx", "avx2"})) == []
 
 
+def test_a_build_with_the_amx_kernels_is_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    import llama_cpp
+
+    # ggml_backend_amx_mul_mat segfaults on the first decode of the Qwen2.5 GGUFs: such a build is broken.
+    build = b"CPU : AVX = 1 | AVX2 = 1 | AVX512 = 1 | AVX512_VNNI = 1 | AMX_INT8 = 1 | OPENMP = 1 |"
+    monkeypatch.setattr(llama_cpp, "llama_print_system_info", lambda: build)
+    flags = frozenset({"avx", "avx2", "avx512f", "avx512_vnni", "amx_int8"})
+    result = check_llama_cpp(state(cpu_flags=flags))
+    assert result.status is Status.FAIL and "AMX_INT8" in result.summary
+    assert result.recommendation == REBUILD_HINT and "-mno-amx-int8" in REBUILD_HINT
+    # Built without them on an AMX CPU: nothing is missing.
+    no_amx = build.replace(b"AMX_INT8 = 1 | ", b"")
+    monkeypatch.setattr(llama_cpp, "llama_print_system_info", lambda: no_amx)
+    assert check_llama_cpp(state(cpu_flags=flags)).status is not Status.FAIL
+    assert missing_cpu_features(parse_system_info(no_amx.decode()), flags) == []
+
+
 def test_a_build_without_avx512_on_an_avx512_cpu_is_degraded(monkeypatch: pytest.MonkeyPatch) -> None:
     import llama_cpp
 

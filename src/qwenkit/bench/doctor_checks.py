@@ -26,11 +26,14 @@ from qwenkit.errors import ModelFormatError
 CPU_FEATURES: Mapping[str, str] = MappingProxyType({
     "AVX": "avx", "AVX2": "avx2", "FMA": "fma", "F16C": "f16c", "AVX512": "avx512f",
     "AVX512_VNNI": "avx512_vnni", "AVX512_BF16": "avx512_bf16", "AVX_VNNI": "avx_vnni",
-    "AMX_INT8": "amx_int8",
 })
+# llama.cpp's AMX kernels (ggml_backend_amx_mul_mat) segfault on the first decode of the Qwen2.5 K-quant
+# GGUFs (seen on a Sapphire Rapids VM with llama-cpp-python 0.3.36): a build that uses them is broken.
+BROKEN_FEATURES = ("AMX_INT8",)
+NO_AMX_FLAGS = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 REBUILD_HINT = (
-    "rebuild it for this CPU: CMAKE_ARGS=\"-DGGML_NATIVE=ON\" pip install --force-reinstall --no-cache-dir "
-    "--no-binary llama-cpp-python llama-cpp-python"
+    f'rebuild it for this CPU: CFLAGS="{NO_AMX_FLAGS}" CXXFLAGS="{NO_AMX_FLAGS}" pip install '
+    "--force-reinstall --no-cache-dir --no-binary llama-cpp-python llama-cpp-python"
 )
 GPU_ONLY_QUANTS = frozenset({"fp8", "int8", "nf4", "gptq-int4", "awq-int4"})
 MIN_FREE_DISK = GiB
@@ -105,6 +108,10 @@ def check_llama_cpp(state: DoctorState) -> CheckResult:
     build = parse_system_info(info)
     used = ", ".join(name for name, on in build.items() if on) or "none reported"
     text = f"llama-cpp-python {llama_cpp.__version__}; uses {used}"
+    broken = [name for name in BROKEN_FEATURES if build.get(name, False)]
+    if broken:
+        return CheckResult("llama.cpp", Status.FAIL,
+                           f"{text}; its {', '.join(broken)} kernels crash on Qwen GGUFs", REBUILD_HINT)
     missing = missing_cpu_features(build, state.cpu_flags)
     if missing:
         return CheckResult("llama.cpp", Status.WARN,
