@@ -212,13 +212,10 @@ def test_auto_tool_choice_makes_the_coder_json_answer_a_call(client: openai.Open
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 def test_auto_tool_round_trip_answers_with_the_result(client: openai.OpenAI, stream: bool) -> None:
-    """Call (tool_choice auto) -> tool result -> an answer that uses it.
-
-    The 0.5B model answers a tool result only when told to (a system prompt) and when the tools are
-    no longer offered: with them offered it repeats the call, whatever the parser does.
-    """
-    system = "Use tools when needed. After a tool result arrives, answer the user in one plain sentence."
-    messages: list[dict[str, object]] = [{"role": "system", "content": system}, *PARIS_WEATHER]
+    """Call (tool_choice auto, no system prompt) -> tool result -> an answer that uses it, tools still
+    offered with tool_choice auto. The 0.5B model answers the result by repeating the call; the server
+    asks for that turn again as an answer, without tools (chat/answered.py)."""
+    messages: list[dict[str, object]] = [*PARIS_WEATHER]
     finish, content, calls = _ask(client, messages, stream=stream, tools=[WEATHER], tool_choice="auto")
     assert finish == "tool_calls" and content is None and len(calls) == 1
     call_id, name, arguments = calls[0]
@@ -227,9 +224,9 @@ def test_auto_tool_round_trip_answers_with_the_result(client: openai.OpenAI, str
     turn = {"role": "assistant", "tool_calls": [{"id": call_id, "type": "function", "function": function}]}
     messages.append(turn)
     messages.append({"role": "tool", "tool_call_id": call_id, "content": WEATHER_RESULT})
-    finish, content, calls = _ask(client, messages, stream=stream, tools=[WEATHER], tool_choice="none")
+    finish, content, calls = _ask(client, messages, stream=stream, tools=[WEATHER], tool_choice="auto")
     assert finish == "stop" and not calls
-    assert "18" in (content or "") or "sunny" in (content or "").lower()
+    assert "18" in (content or "") and "sunny" in (content or "").lower()
 
 
 def test_json_schema_output_validates_twenty_of_twenty(client: openai.OpenAI) -> None:

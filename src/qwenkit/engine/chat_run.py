@@ -106,6 +106,10 @@ class ChatRun:
         self._warnings = warnings
 
     @property
+    def completion_tokens(self) -> int:
+        return self._completion
+
+    @property
     def stopped_by_string(self) -> bool:
         return self._stopped_by_string
 

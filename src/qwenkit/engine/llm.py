@@ -7,20 +7,28 @@ stream into a ``ChatResult``. Sync and async differ only in how they wait for th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from qwenkit.catalog.schema import SamplingDefaults, ToolFormat, Variant
+from qwenkit.chat.answered import CallKey, call_key, call_opening_ids, just_answered
 from qwenkit.chat.builders import encode_fim
 from qwenkit.chat.encode import EncodedPrompt, encode_chat
-from qwenkit.chat.events import Event
+from qwenkit.chat.events import Done, Event, ToolCall
+from qwenkit.chat.messages import normalize_messages
 from qwenkit.chat.template import TemplateFamily, classify_template, resolve_template
 from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.chat.tool_parsers import ToolParser, format_for_template, make_tool_parser
 from qwenkit.engine.chat_run import ChatResult, ChatRun, ThinkingControl
-from qwenkit.engine.params import THINKING_EARLY_STOP, ChatParams, fallback_defaults, resolve_sampling
+from qwenkit.engine.params import (
+    THINKING_EARLY_STOP,
+    ChatParams,
+    ToolChoiceMode,
+    fallback_defaults,
+    resolve_sampling,
+)
 from qwenkit.engine.registry import choose_backend
 from qwenkit.engine.types import Backend, BackendOptions, GenerationHandle, SamplingParams
 from qwenkit.errors import ContextLengthError
@@ -35,13 +43,35 @@ class ModelFacts:
     template_family: TemplateFamily | None
 
 
-class ChatStream:
-    """One running chat generation. Iterate it (sync or async) for events; then ``result()``."""
+Restart: TypeAlias = Callable[[], tuple[GenerationHandle, ChatRun]]
+REPEAT_WARNING = (
+    "the model repeated a tool call whose result it already had; the turn was generated again as an answer"
+)
 
-    def __init__(self, handle: GenerationHandle, run: ChatRun) -> None:
+
+class ChatStream:
+    """One running chat generation. Iterate it (sync or async) for events; then ``result()``.
+
+    With ``answered`` (the calls whose results end the conversation) and ``restart``, a generation
+    that opens by repeating one of those calls is dropped before any of it reaches the caller, and
+    the turn runs again from ``restart`` (an answer, without tools): see ``chat/answered.py``.
+    """
+
+    def __init__(
+        self,
+        handle: GenerationHandle,
+        run: ChatRun,
+        *,
+        answered: frozenset[CallKey] = frozenset(),
+        restart: Restart | None = None,
+    ) -> None:
         self.handle = handle
         self._run = run
         self._finished = False
+        self._answered = answered
+        self._restart = restart if answered else None
+        self._emitted = False
+        self._dropped_tokens = 0
 
     def _on_token(self, event: Any) -> list[Event]:
         step = self._run.on_token(event)
@@ -57,32 +87,70 @@ class ChatStream:
         self._finished = True
         return self._run.finish(self.handle.finish_reason)
 
+    def _restarted(self, events: list[Event]) -> bool:
+        """True when ``events`` repeat an answered call before anything was emitted: the turn restarts."""
+        if self._restart is not None and not self._emitted:
+            repeats = [e for e in events if isinstance(e, ToolCall)]
+            if repeats and all(call_key(e.name, e.arguments) in self._answered for e in repeats):
+                self.handle.cancel()
+                self._dropped_tokens = self._run.completion_tokens
+                self.handle, self._run = self._restart()
+                self._restart, self._finished = None, False
+                return True
+        self._emitted = self._emitted or any(not isinstance(e, Done) for e in events)
+        return False
+
     def __iter__(self) -> Iterator[Event]:
-        for token in self.handle:
-            yield from self._on_token(token)
-        yield from self._finish()
+        while True:
+            for token in self.handle:
+                events = self._on_token(token)
+                if self._restarted(events):
+                    break
+                yield from events
+            else:
+                events = self._finish()
+                if not self._restarted(events):
+                    yield from events
+                    return
 
     async def __aiter__(self) -> AsyncIterator[Event]:
-        async for token in self.handle:
-            for event in self._on_token(token):
-                yield event
-        for event in self._finish():
-            yield event
+        while True:
+            restarted = False
+            async for token in self.handle:
+                events = self._on_token(token)
+                if restarted := self._restarted(events):
+                    break
+                for event in events:
+                    yield event
+            if restarted:
+                continue
+            events = self._finish()
+            if not self._restarted(events):
+                for event in events:
+                    yield event
+                return
 
     def cancel(self) -> None:
         """Stop the generation unless it already ended; its slot is freed within one engine step."""
         if not self._finished:
             self.handle.cancel()
 
+    def _result(self) -> ChatResult:
+        result = self._run.result(self.handle.timings)
+        if not self._dropped_tokens:
+            return result
+        usage = replace(result.usage, completion_tokens=result.usage.completion_tokens + self._dropped_tokens)
+        return replace(result, usage=usage, warnings=(*result.warnings, REPEAT_WARNING))
+
     def result(self) -> ChatResult:
         for _ in self:  # drains whatever the caller did not read
             pass
-        return self._run.result(self.handle.timings)
+        return self._result()
 
     async def aresult(self) -> ChatResult:
         async for _ in self:
             pass
-        return self._run.result(self.handle.timings)
+        return self._result()
 
 
 class LLM:
@@ -165,6 +233,22 @@ class LLM:
         """Start one generation. ``encoded`` (from ``encode`` with the same messages and params) saves
         re-rendering the prompt when a caller already has it, e.g. the server for ``n`` choices."""
         params = params if params is not None else ChatParams.from_kwargs(**kwargs)
+        handle, run = self._begin(messages, params, encoded)
+        if not params.offered_tools or params.tool_choice is not ToolChoiceMode.AUTO:
+            return ChatStream(handle, run)
+        answered = just_answered(normalize_messages(messages))
+        answer = self._answer(params)
+        return ChatStream(handle, run, answered=answered, restart=lambda: self._begin(messages, answer))
+
+    def _answer(self, params: ChatParams) -> ChatParams:
+        """``params`` for a turn that must answer in words: no tools, no call openings."""
+        bias = {**(params.sampling.logit_bias or {}), **call_opening_ids(self.tokenizer)}
+        sampling = params.sampling.model_copy(update={"logit_bias": bias})
+        return replace(params, sampling=sampling, tool_choice=ToolChoiceMode.NONE)
+
+    def _begin(
+        self, messages: Sequence[Any], params: ChatParams, encoded: EncodedPrompt | None = None
+    ) -> tuple[GenerationHandle, ChatRun]:
         encoded = encoded if encoded is not None else self.encode(messages, params)
         sampling = self._sampling(params, len(encoded.ids), encoded.thinking)
         thinking = ThinkingControl(
@@ -186,7 +270,7 @@ class LLM:
             want_logprobs=params.logprobs,
             warnings=warnings,
         )
-        return ChatStream(self.backend.submit(encoded.ids, sampling), run)
+        return self.backend.submit(encoded.ids, sampling), run
 
     # ----- the ladder's public rungs ----------------------------------------------------------
 
