@@ -15,6 +15,8 @@ Ours and the reference alternate within each repeat, so background load hits bot
 from __future__ import annotations
 
 import argparse
+import threading
+import time
 from typing import Any
 
 from _common import DEFAULT_MODEL, RawLlama, filler_text, machine, median, write_result
@@ -28,15 +30,26 @@ LAYOUTS = {"unified": True, "per-sequence": False}
 
 
 def ours_rate(backend: LlamaCppBackend, prompts: list[list[int]], n_tokens: int) -> float:
-    """Aggregate decode tokens/second once every stream has its first token."""
+    """Aggregate decode tokens/second once every stream has its first token, as the reference counts:
+    only tokens that arrive after the last first token (long prompts are prefilled one after another,
+    so early streams decode while later ones still prefill; those tokens are not counted)."""
     params = SamplingParams(temperature=0.0, max_tokens=n_tokens, ignore_eos=True)
     handles = [backend.submit(p, params) for p in prompts]
-    for h in handles:
-        for _ in h:
-            pass
-    start = max(h.timings.first_token for h in handles)
-    end = max(h.timings.finished for h in handles)
-    return len(prompts) * (n_tokens - 1) / (end - start)
+    arrivals: list[list[float]] = [[] for _ in handles]
+
+    def consume(i: int) -> None:
+        for _ in handles[i]:
+            arrivals[i].append(time.perf_counter())
+
+    threads = [threading.Thread(target=consume, args=(i,)) for i in range(len(handles))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    start = max(times[0] for times in arrivals)
+    end = max(times[-1] for times in arrivals)
+    counted = sum(1 for times in arrivals for t in times if t > start)
+    return counted / (end - start)
 
 
 def prompts_for(tokenize: Any, n: int, length: int, salt: int) -> list[list[int]]:

@@ -29,7 +29,9 @@ from qwenkit.engine.types import BackendKind, BackendOptions, Capability, Sampli
 from qwenkit.errors import ModelFormatError, ModelNotFoundError, QwenkitError
 
 N_BATCH = 512  # tokens per llama_decode
-KV_UNIFIED = True  # the default KV layout (see BackendOptions.kv_unified)
+# The default KV layout (BackendOptions.kv_unified): a KV stream per sequence, as llama-server does;
+# benchmarks/bench_engine_speed.py measured it at or above one unified pool at every stream count.
+KV_UNIFIED = False
 WARM_UP_TOKENS = 32
 PREFILL_CHUNK_WHILE_DECODING = 128  # prompt tokens per step while other streams wait for theirs
 
