@@ -15,11 +15,13 @@ Ours and the reference alternate within each repeat, so background load hits bot
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
+import json
 import threading
 import time
 from typing import Any
 
-from _common import DEFAULT_MODEL, RawLlama, filler_text, machine, median, write_result
+from _common import RESULTS, DEFAULT_MODEL, RawLlama, filler_text, machine, median, write_result
 
 from qwenkit.engine.llamacpp import LlamaCppBackend
 from qwenkit.engine.types import BackendOptions, SamplingParams
@@ -104,7 +106,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--context", type=int, default=4096, help="ours: context per sequence (serve's default)")
+    ap.add_argument("--long-only", action="store_true",
+                    help="re-measure only the 8 x 2000 case into the existing results file")  # fmt: skip
     args = ap.parse_args()
+    if args.long_only:
+        update_long(args)
+        return
     info = machine()
     results: dict[str, Any] = {"short": {}, "long": {}}
     for name, unified in LAYOUTS.items():
@@ -114,10 +121,7 @@ def main() -> None:
             results["short"].setdefault(str(n), {})[name] = got
             ours, raw = got["ours_median"], got["reference_median"]
             print(f"{name:12s} {n:2d} streams: ours {ours:.1f}, raw {raw:.1f}")
-        got = measure(args.model, args.threads, unified, LONG["streams"], LONG["prompt"], LONG["tokens"],
-                      args.repeats, max(args.context, LONG["prompt"] + LONG["tokens"] + 16))  # fmt: skip
-        results["long"][name] = got
-        print(f"{name:12s} 8 x 2000: ours {got['ours_median']:.1f}, raw {got['reference_median']:.1f}")
+        results["long"][name] = measure_long(args, name, unified)
     summary = summarize(results)
     ttft = first_request_ttft(args.model, args.threads, repeats=4)
     print(f"first request TTFT {ttft['first_s'] * 1000:.0f} ms, later {ttft['later_median_s'] * 1000:.0f} ms")
@@ -130,6 +134,23 @@ def main() -> None:
         "first_request_ttft": ttft,
         "targets": {"decode_ratio": 0.95, "first_ttft_ratio": 1.10},
     }
+    print(f"-> {write_result('engine_speed', payload)}")
+
+
+def measure_long(args: argparse.Namespace, name: str, unified: bool) -> dict[str, Any]:
+    got = measure(args.model, args.threads, unified, LONG["streams"], LONG["prompt"], LONG["tokens"],
+                  args.repeats, max(args.context, LONG["prompt"] + LONG["tokens"] + 16))  # fmt: skip
+    print(f"{name:12s} 8 x 2000: ours {got['ours_median']:.1f}, raw {got['reference_median']:.1f}")
+    return got
+
+
+def update_long(args: argparse.Namespace) -> None:
+    path = RESULTS / "engine_speed.json"
+    payload = json.loads(path.read_text())
+    payload.pop("benchmark", None)
+    payload["results"]["long"] = {name: measure_long(args, name, u) for name, u in LAYOUTS.items()}
+    payload["summary"] = summarize(payload["results"])
+    payload["long_measured"] = {"machine": machine(), "when": _dt.datetime.now(_dt.timezone.utc).isoformat()}
     print(f"-> {write_result('engine_speed', payload)}")
 
 
