@@ -7,7 +7,8 @@ context sized for exactly that work. Both KV layouts are measured for ours and f
 unified cell pool, or a stream per sequence); the default is chosen from these numbers. Also: time to
 first token of the first request after load against later ones (the load warms the kernels up).
 
-Ours and the reference alternate within each repeat, so background load hits both alike.
+Ours and the reference alternate within each repeat, so background load hits both alike; each is
+loaded afresh and closed before the other runs (llama.cpp's OpenMP workers belong to the decoding thread).
 
     .venv/bin/python benchmarks/bench_engine_speed.py [--threads 2] [--repeats 2]
 """
@@ -21,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from _common import RESULTS, DEFAULT_MODEL, RawLlama, filler_text, machine, median, write_result
+from _common import DEFAULT_MODEL, RESULTS, RawLlama, filler_text, machine, median, write_result
 
 from qwenkit.engine.llamacpp import LlamaCppBackend
 from qwenkit.engine.types import BackendOptions, SamplingParams
@@ -65,20 +66,24 @@ def prompts_for(tokenize: Any, n: int, length: int, salt: int) -> list[list[int]
 
 def measure(model: str, threads: int, unified: bool, n: int, prompt: int, tokens: int, repeats: int,
             context: int) -> dict[str, Any]:  # fmt: skip
-    parallel = max(4, n)
-    options = BackendOptions(context=context, parallel=parallel, threads=threads, kv_unified=unified)
-    backend = LlamaCppBackend.load(model, options)
-    raw = RawLlama.load(model, n_ctx=n * (prompt + tokens + 16), n_seq=n, threads=threads, unified=unified)
-    tokenize = backend.tokenizer.encode_text
+    """Ours and the reference alternate, each loaded afresh and closed before the other runs: llama.cpp's
+    OpenMP workers belong to the thread that decodes (ours: the engine thread; the reference: this
+    one), and workers left waiting by one would slow the other."""
+    options = BackendOptions(context=context, parallel=max(4, n), threads=threads, kv_unified=unified)
     ours, ref = [], []
-    try:
-        for rep in range(repeats):
-            batch = prompts_for(tokenize, n, prompt, rep)
-            ref.append(raw.decode_rate(batch, tokens))
+    for rep in range(repeats):
+        backend = LlamaCppBackend.load(model, options)
+        try:
+            batch = prompts_for(backend.tokenizer.encode_text, n, prompt, rep)
             ours.append(ours_rate(backend, batch, tokens))
-    finally:
-        backend.close()
-        raw.close()
+        finally:
+            backend.close()
+        raw = RawLlama.load(model, n_ctx=n * (prompt + tokens + 16), n_seq=n, threads=threads,
+                            unified=unified)  # fmt: skip
+        try:
+            ref.append(raw.decode_rate(batch, tokens))
+        finally:
+            raw.close()
     return {"ours_tok_s": ours, "reference_tok_s": ref, "ours_median": median(ours),
             "reference_median": median(ref)}  # fmt: skip
 

@@ -78,8 +78,14 @@ class EngineCore:
         self._stopping = False
         self._closed = False
         self._steps = 0
+        self._warmed = threading.Event()
+        self._warm_up_error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name=f"qwenkit-{self.kind.value}", daemon=True)
         self._thread.start()
+        self._warmed.wait()
+        if self._warm_up_error is not None:
+            self.close()
+            raise self._warm_up_error
 
     # ----- caller side -----------------------------------------------------------------------
 
@@ -150,6 +156,12 @@ class EngineCore:
             self._cond.notify_all()
 
     def _loop(self) -> None:
+        try:
+            self.runner.warm_up()  # on this thread: every model call happens here
+        except BaseException as exc:  # reported by __init__, which closes the engine
+            self._warm_up_error = exc
+        finally:
+            self._warmed.set()
         while True:
             with self._cond:
                 while not self._stopping and self._scheduler.idle:

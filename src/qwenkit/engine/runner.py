@@ -26,6 +26,10 @@ class ModelRunner(LoadedModel, Protocol):
     def n_slots(self) -> int:
         """Sequences decoded together."""
 
+    def warm_up(self) -> None:
+        """Run a first step and forget it, on the engine thread before any request (the core waits for
+        it in ``load``): a user's first request should not pay for paging weights in."""
+
     def validate(self, params: SamplingParams) -> None:
         """Raise UsageError for parameters this runner cannot honour (e.g. a grammar it cannot parse)."""
 

@@ -144,6 +144,9 @@ class TransformersRunner:
 
     # ----- before a sequence runs ----------------------------------------------------------------
 
+    def warm_up(self) -> None:
+        """Nothing to do: torch pays its first-call costs per shape, which no fixed step covers."""
+
     def validate(self, params: SamplingParams) -> None:
         """Everything this runner cannot do is a missing capability, checked by the core."""
 
