@@ -94,7 +94,7 @@ def eval_command(
         ref=names[0] if names else None, url=url, api_key=api_key, served_model=served_model, task=task,
         data=data, limit=limit, samples=samples, temperature=temperature, max_tokens=max_tokens,
         concurrency=concurrency, thinking=_thinking(thinking), budgets=_budgets(thinking_budget),
-        timeout=timeout, seed=seed, out=out, resume=resume, json_out=json_out, plot=plot, backend=backend, context=context,
-        threads=threads,
+        timeout=timeout, seed=seed, out=out, resume=resume, json_out=json_out, plot=plot, backend=backend,
+        context=context, threads=threads,
     )
     run_eval_command(request, console, err_console)
