@@ -80,6 +80,22 @@ def read_results(path: Path) -> tuple[dict[str, Any], list[ItemRecord]]:
     return header, records
 
 
+def _drop_cut_line(path: Path) -> None:
+    """Remove a last line left without its newline by an interrupt, so appends start on a fresh line."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def check_out(path: Path | None, resume: bool) -> None:
+    """Fail before any model loads: --resume needs a file, and an existing file needs --resume."""
+    if path is None and resume:
+        raise UsageError("--resume needs --out: the results file to continue", param="resume")
+    if path is not None and not resume and path.exists() and path.stat().st_size > 0:
+        raise UsageError(f"{path} exists: pass --resume to continue it, or choose another --out", param="out")
+
+
 class ResultStore:
     """Appends records (thread-safe) and knows which answers a resumed run already has."""
 
@@ -89,15 +105,13 @@ class ResultStore:
         self._lock = threading.Lock()
         self._handle: TextIO | None = None
         if path is None:
-            if resume:
-                raise UsageError("--resume needs --out: the results file to continue", param="resume")
+            check_out(path, resume)
             return
         full = {"kind": HEADER_KIND, **header}
         if path.exists() and path.stat().st_size > 0:
-            if not resume:
-                raise UsageError(f"{path} exists: pass --resume to continue it, or choose another --out",
-                                 param="out")
+            check_out(path, resume)
             self._check_header(path, full)
+            _drop_cut_line(path)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(full, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -11,7 +11,9 @@ from pathlib import Path
 from rich.console import Console
 
 from qwenkit.bench.progress import NullProgress, RichProgress
+from qwenkit.errors import UsageError
 from qwenkit.eval.report import EvalReport, print_report, write_json
+from qwenkit.eval.results import check_out
 from qwenkit.eval.runner import EvalConfig, TargetSpec, evaluate
 from qwenkit.eval.sandbox import SandboxLimits
 from qwenkit.eval.sweep import print_sweep, sweep_of, write_sweep_plot
@@ -48,6 +50,9 @@ def _run(request: EvalRequest, show_progress: bool, err_console: Console) -> lis
     limits = SandboxLimits(timeout=request.timeout, cpu_seconds=max(1, int(request.timeout)))
     task = make_task(request.task, request.data, limits)
     task.items()  # a bad --data fails here, before a model is loaded
+    check_out(request.out, request.resume)
+    if request.ref is None and request.url is None:
+        raise UsageError("name a model to evaluate (REF) or a server (--url)")
     spec = TargetSpec(request.ref, request.url, request.api_key, request.served_model, request.backend,
                       request.context, request.threads)
     config = EvalConfig(request.samples, request.temperature, request.max_tokens, request.concurrency,

@@ -2,7 +2,8 @@
 
 An instruct model answers in prose around one or more Markdown code blocks, sometimes with no block,
 sometimes cut off inside one. The block that defines the entry point wins (the longest, if several
-do); without blocks, the longest run of lines that parses. Then only what the entry point needs is
+do); a block that does not parse (cut off by the token limit) is cut to its longest run of lines
+that parses; without blocks, the same over the whole answer. Then only what the entry point needs is
 kept: imports, and the top-level functions, classes and assignments it reaches; example calls,
 prints, asserts and ``if __name__ == "__main__"`` blocks go (they could fail or never end).
 """
@@ -62,8 +63,8 @@ def longest_parsing_span(text: str) -> str:
 
 
 def raw_code(text: str, entry_point: str) -> str:
-    blocks = code_blocks(text)
-    if blocks:
+    blocks = [b if parses(b) else longest_parsing_span(b) for b in code_blocks(text)]  # cut ones too
+    if any(b.strip() for b in blocks):
         defining = [b for b in blocks if defines(b, entry_point)]
         if defining:
             return max(defining, key=_lines_of_code)

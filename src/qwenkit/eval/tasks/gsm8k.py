@@ -35,7 +35,7 @@ def to_number(text: str | None) -> Fraction | None:
     """An exact number from an answer such as ``\\$1,080``, ``18 \\text{ dollars}``, ``\\frac{3}{4}``."""
     if text is None:
         return None
-    cleaned = _FRAC.sub(r"(\1)/(\2)", text)
+    cleaned = _FRAC.sub(lambda m: f"{m.group(1).strip()}/{m.group(2).strip()}", text)
     cleaned = _TEXT.sub(" ", cleaned)
     cleaned = re.sub(r"\\[%$,! ]|\\(?:left|right|cdot|times)|[$%(){}]|\^\\circ", " ", cleaned)
     numbers = _NUMBER.findall(cleaned)
