@@ -159,7 +159,10 @@ def write_comparison_plot(comparison: Comparison, path: Path) -> None:
                         linestyle="none", label=f"{run.label}: published")
         ax.set(xlabel=xlabel, ylabel=f"{comparison.runs[0].score_name} (%)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "not measured in these runs", ha="center", transform=ax.transAxes)
     fig.suptitle(f"{comparison.runs[0].task}: quality against speed and size (bars: 95 % CI; x: published)",
                  fontsize=9)
     fig.tight_layout()

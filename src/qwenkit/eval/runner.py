@@ -181,9 +181,17 @@ async def evaluate(spec: TargetSpec, task: Task, config: EvalConfig, budgets: Se
     items = task.items()[: config.limit] if config.limit else task.items()
     context = needed_context(config, task, budgets)
     target = await open_target(spec, parallel=config.concurrency, context=context, progress=show_progress)
+    try:
+        return await evaluate_target(target, task, items, config, budgets, sink)
+    finally:
+        await target.aclose()
+
+
+async def evaluate_target(target: EvalTarget, task: Task, items: Sequence[Item], config: EvalConfig,
+                          budgets: Sequence[int | None], progress: ProgressSink) -> list[EvalReport]:
+    """The task at each thinking budget on an open target, all answers in one results file."""
     store = ResultStore(config.out, header(config, task, target), resume=config.resume)
     try:
-        return [await run_task(target, task, items, config, b, store, sink) for b in budgets]
+        return [await run_task(target, task, items, config, b, store, progress) for b in budgets]
     finally:
         store.close()
-        await target.aclose()
