@@ -78,4 +78,6 @@ class HumanEval:
         return Grade(result.passed, result.reason, code)
 
     def published(self, model: str) -> Published | None:
-        return PUBLISHED.get(model.split(":")[0].lower())
+        """By catalog id, or a file named after it (``qwen2.5-coder-0.5b-instruct-q4_k_m.gguf``)."""
+        name = Path(model.split(":")[0]).name.lower()
+        return next((p for key, p in PUBLISHED.items() if name == key or name.startswith(f"{key}-")), None)
