@@ -116,3 +116,21 @@ def test_samples_give_unbiased_pass_at_k() -> None:
     assert report.scores["pass@1"].value == pytest.approx(0.6)
     assert report.scores["pass@5"].value == 1.0
     assert report.items == {item.id: pytest.approx(0.6)}
+
+
+@pytest.mark.parametrize(
+    ("thinking", "budget", "expected_thinking", "expected_max"),
+    [
+        (None, None, None, 1024),
+        (True, None, True, 1024 + 4096),  # unbounded thinking gets room for it
+        (None, 0, False, 1024),  # budget 0 is Qwen's non-thinking mode
+        (None, 256, True, 1024 + 256 + 64),  # a budget turns thinking on, with room for the early stop
+        (False, 256, False, 1024 + 256 + 64),  # an explicit --thinking off stays off
+    ],
+)
+def test_generation_settings(thinking: bool | None, budget: int | None, expected_thinking: bool | None,
+                             expected_max: int, gsm8k: Task) -> None:
+    settings = EvalConfig(thinking=thinking).settings(gsm8k, budget)
+    assert (settings.thinking, settings.thinking_budget, settings.max_tokens) == (
+        expected_thinking, budget, expected_max)
+    assert EvalConfig(max_tokens=77).settings(gsm8k, budget).max_tokens == 77

@@ -74,7 +74,7 @@ def test_budget_sweep_gives_one_point_per_budget(tmp_path: Path) -> None:
     assert reasoning[0] == 0 and 8 < reasoning[1] < 32 < reasoning[2]
     tokens = [p.completion_tokens_mean for p in result.points]
     assert tokens[0] < tokens[1] < tokens[2]
-    assert all(r.config.thinking is True for r in reports[1:]) and reports[0].config.thinking is None
+    assert all(r.config.thinking is True for r in reports[1:]) and reports[0].config.thinking is False
     png = tmp_path / "sweep.png"
     write_sweep_plot(result, png)
     assert png.read_bytes().startswith(b"\x89PNG")

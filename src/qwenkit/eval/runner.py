@@ -58,7 +58,11 @@ class EvalConfig:
         """Greedy (or T with top-p 0.95) and no repetition penalty: the settings published scores use."""
         sampling = {"temperature": self.temperature, "top_p": 1.0 if self.temperature == 0 else 0.95,
                     "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
-        thinking = self.thinking if budget is None or budget == 0 else (self.thinking or True)
+        thinking = self.thinking
+        if budget == 0:
+            thinking = False  # Qwen's non-thinking mode
+        elif budget is not None and thinking is None:
+            thinking = True  # a budget is for thinking
         max_tokens = self.max_tokens or task.max_tokens + (budget + 64 if budget else 0) + (
             4096 if thinking and not budget else 0)
         return GenSettings(max_tokens, sampling, thinking, budget)
