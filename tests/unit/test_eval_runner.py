@@ -40,7 +40,7 @@ def test_scores_and_speed_come_from_the_same_run(gsm8k: Task) -> None:
     acc = report.scores["accuracy"]
     assert (acc.value, acc.n) == (0.75, 4)  # q2 answers 7, expected 8
     assert report.items == {"gsm8k/0": 1.0, "gsm8k/1": 1.0, "gsm8k/2": 0.0, "gsm8k/3": 1.0}
-    assert report.failures == {"wrong answer '7'": 1}
+    assert report.failures == {"wrong answer": 1}
     assert report.speed.generated_now == 4 and report.speed.decode_tps_mean == 100.0
     sent = target.settings[0]
     assert sent.sampling["temperature"] == 0.0 and sent.sampling["repetition_penalty"] == 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from qwenkit.eval.scoring import Estimate, score_pass_at_k
 from qwenkit.eval.tasks import Metric, Published
 
 REPORT_KIND = "qwenkit-eval-report"
+_QUOTED = re.compile(r"\s*'.*$")  # "wrong answer '7'" -> "wrong answer"
 PASS_KS = (1, 5, 10, 100)
 
 
@@ -87,7 +89,7 @@ def score_records(records: Sequence[ItemRecord], metric: Metric, samples: int) -
 
 def failure_reasons(records: Sequence[ItemRecord], top: int = 8) -> dict[str, int]:
     """The most common failure reasons, cut to their kind (``AssertionError``, ``timeout`` ...)."""
-    kinds = Counter(r.reason.split(":")[0].split(" (")[0][:60] for r in records if not r.correct)
+    kinds = Counter(_QUOTED.sub("", r.reason.split(":")[0].split(" (")[0])[:60] for r in records if not r.correct)
     return dict(kinds.most_common(top))
 
 
