@@ -89,7 +89,8 @@ def score_records(records: Sequence[ItemRecord], metric: Metric, samples: int) -
 
 def failure_reasons(records: Sequence[ItemRecord], top: int = 8) -> dict[str, int]:
     """The most common failure reasons, cut to their kind (``AssertionError``, ``timeout`` ...)."""
-    kinds = Counter(_QUOTED.sub("", r.reason.split(":")[0].split(" (")[0])[:60] for r in records if not r.correct)
+    heads = (r.reason.split(":")[0].split(" (")[0] for r in records if not r.correct)
+    kinds = Counter(_QUOTED.sub("", head)[:60] for head in heads)
     return dict(kinds.most_common(top))
 
 
