@@ -14,7 +14,8 @@ from _serve_process import serve_process
 
 from qwenkit.cli import main
 
-pytestmark = [pytest.mark.realmodel, pytest.mark.slow]
+# Two model loads, a server and twenty answers: a few minutes on 2 quiet cores, more on a busy machine.
+pytestmark = [pytest.mark.realmodel, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 COMMON = ["--task", "humaneval", "--limit", "10", "--concurrency", "1"]
 
