@@ -14,7 +14,9 @@ HOSTILE = [
     pytest.param('import os\nos.system("rm -rf ~")\n', "sandbox refused os.system", id="rm-rf-home"),
     pytest.param("import os\nfor _ in range(12):\n    os.fork()\n", "sandbox refused os.fork",
                  id="fork-bomb"),
-    pytest.param("while True:\n    pass\n", "killed by SIGXCPU (CPU time limit, 2 s)", id="infinite-loop"),
+    # The CPU limit, or on a busy machine the wall clock first: either way it is killed.
+    pytest.param("while True:\n    pass\n", "killed by SIGXCPU (CPU time limit, 2 s)|timeout after 5 s",
+                 id="infinite-loop"),
     pytest.param("x = bytearray(50 * 2**30)\n", "MemoryError", id="50-GB-allocation"),
     pytest.param("import socket\nsocket.create_connection(('93.184.216.34', 80), timeout=3)\n",
                  "sandbox refused socket", id="socket-connect"),
@@ -46,7 +48,7 @@ def test_hostile_code_is_contained_and_fails_with_its_reason(source: str, reason
                                                              fake_home: Path) -> None:
     result = run_program(source, LIMITS)
     assert not result.passed
-    assert reason in result.reason
+    assert any(alternative in result.reason for alternative in reason.split("|")), result.reason
     assert (fake_home / "keep.txt").read_text() == "still here"
 
 
