@@ -15,14 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _cli import run_qwenkit
+from _cli import offline_env, run_qwenkit
 
 from qwenkit.convert import convert, quantize
 from qwenkit.models.gguf_reader import read_gguf_metadata
 
 pytestmark = [pytest.mark.slow, pytest.mark.realmodel]
 
-TEXT = Path("/work/shared/data/tinyshakespeare/input.txt")
+ROOT = Path(__file__).resolve().parents[2]
+# The issue's corpus: ../shared/data beside the checkout (a worktree's is two levels up).
+_CANDIDATES = [p / "shared/data/tinyshakespeare/input.txt" for p in (ROOT.parent, ROOT.parents[1])]
+TEXT = next((p for p in _CANDIDATES if p.is_file()), _CANDIDATES[0])
+CODER = "qwen2.5-coder-0.5b-instruct"
 PROMPT = "Write a Python function that returns the square of a number. Only the code."
 
 
@@ -49,14 +53,34 @@ def f16(work: Path, real_model_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def quantized(f16: Path, work: Path) -> dict[str, Path]:
-    q8 = quantize(f16, "Q8_0", work / "coder-Q8_0.gguf")
+def env(work: Path) -> dict[str, str]:
+    return offline_env(work / "home")
+
+
+@pytest.fixture(scope="module")
+def quantized(f16: Path, work: Path, env: dict[str, str]) -> dict[str, Path]:
+    """Q8_0 through the CLI, recorded as a version of the catalog entry; Q4_K_M through the library."""
+    proc = run_qwenkit(
+        "quantize",
+        str(f16),
+        "-t",
+        "Q8_0",
+        "-o",
+        str(work / "coder-Q8_0.gguf"),
+        "--model-id",
+        CODER,
+        "--json",
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    q8 = json.loads(proc.stdout)
+    assert q8["fallbacks"] == [] and q8["ref"] == f"{CODER}:q8_0"
     q4 = quantize(f16, "Q4_K_M", work / "coder-Q4_K_M.gguf")
-    assert q8.fallbacks == ()
     # Width 896 and the FFN's 4864 are not multiples of 256: llama-quantize reports 145 of 291 here.
     assert len(q4.fallbacks) > 100 and all(f.columns % 256 for f in q4.fallbacks)
-    assert q4.size < q8.size < f16.stat().st_size / 1.8
-    return {"Q8_0": q8.path, "Q4_K_M": q4.path}
+    assert q4.size < q8["size"] < f16.stat().st_size / 1.8
+    return {"Q8_0": Path(q8["path"]), "Q4_K_M": q4.path}
 
 
 def test_the_f16_gguf_is_a_qwen2_with_the_tokenizer_and_template(f16: Path, real_model_path: Path) -> None:
@@ -68,26 +92,37 @@ def test_the_f16_gguf_is_a_qwen2_with_the_tokenizer_and_template(f16: Path, real
     assert ours.chat_template is not None and "<|im_start|>" in ours.chat_template
 
 
+def test_list_shows_the_made_file(quantized: dict[str, Path], env: dict[str, str]) -> None:
+    proc = run_qwenkit("list", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    made = [e for e in json.loads(proc.stdout) if e["source"] == "made-locally"]
+    assert [(e["ref"], e["path"]) for e in made] == [(f"{CODER}:q8_0", str(quantized["Q8_0"].resolve()))]
+
+
 @pytest.mark.parametrize("which", ["F16", "Q8_0", "Q4_K_M"])
-def test_each_file_answers_in_qwenkit_run(f16: Path, quantized: dict[str, Path], which: str) -> None:
-    path = f16 if which == "F16" else quantized[which]
-    proc = run_qwenkit(
-        "run", str(path), PROMPT, "--max-tokens", "60", "--temperature", "0", "--json", timeout=300
-    )
+def test_each_file_answers_in_qwenkit_run(
+    f16: Path, quantized: dict[str, Path], env: dict[str, str], which: str
+) -> None:
+    """The Q8_0 by its catalog reference: the catalog knows the file made here."""
+    ref = {"F16": str(f16), "Q8_0": f"{CODER}:q8_0", "Q4_K_M": str(quantized["Q4_K_M"])}[which]
+    args = ("run", ref, PROMPT, "--max-tokens", "60", "--temperature", "0", "--json")
+    proc = run_qwenkit(*args, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)["content"]
     assert "def " in answer and "return" in answer, answer
 
 
-def test_perplexity_and_kl_rank_the_quantizations(f16: Path, quantized: dict[str, Path], work: Path) -> None:
+def test_perplexity_and_kl_rank_the_quantizations(
+    f16: Path, quantized: dict[str, Path], work: Path, env: dict[str, str]
+) -> None:
     base = work / "f16-base.npz"
     args = ["--text", str(TEXT), "--chunks", "2", "--json"]
-    first = run_qwenkit("perplexity", str(f16), *args, "--save-base", str(base), timeout=600)
+    first = run_qwenkit("perplexity", str(f16), *args, "--save-base", str(base), env=env, timeout=600)
     assert first.returncode == 0, first.stderr
     f16_ppl = json.loads(first.stdout)["ppl"]
     kl = {}
     for name, path in quantized.items():
-        proc = run_qwenkit("perplexity", str(path), *args, "--kl-base", str(base), timeout=600)
+        proc = run_qwenkit("perplexity", str(path), *args, "--kl-base", str(base), env=env, timeout=600)
         assert proc.returncode == 0, proc.stderr
         result = json.loads(proc.stdout)
         kl[name] = result["kl"]
