@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 import transformers
@@ -24,6 +30,9 @@ from qwenkit.catalog import load_catalog
 from qwenkit.catalog.hf_config import hf_config_dict
 from qwenkit.convert import convert, quantize
 from qwenkit.convert.llama_eval import ChunkEvaluator
+from qwenkit.convert.perplexity import perplexity
+from qwenkit.convert.quantize import QuantType
+from qwenkit.convert.report import ReportRequest, build_report, table_rows, write_plot
 from qwenkit.engine.llamacpp import LlamaCppBackend
 from qwenkit.engine.transformers import TransformersBackend
 from qwenkit.engine.types import BackendOptions, SamplingParams
@@ -115,3 +124,64 @@ def test_quantize_reports_the_fallbacks_of_a_narrow_model(
     assert q8.fallbacks == () and "Q8_0" in q8.tensor_types
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["tiny-F16.gguf", "tiny-Q4_K_M.gguf", "tiny-Q8_0.gguf"]  # no temporary files left
+
+
+TEXT = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer. " * 12
+
+
+def test_perplexity_scores_the_second_half_of_each_chunk(converted: tuple[Path, Path]) -> None:
+    """The same number from transformers' logits, chunk by chunk, as llama-perplexity defines it."""
+    ckpt, gguf_path = converted
+    context, chunks = 64, 3
+    result, own = perplexity(gguf_path, TEXT, context=context, chunks=chunks, threads=2)
+    tokens = transformers.AutoTokenizer.from_pretrained(ckpt)(TEXT)["input_ids"]
+    model = transformers.AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
+    nll = []
+    with torch.no_grad():
+        for c in range(chunks):
+            chunk = torch.tensor([tokens[c * context : (c + 1) * context]])
+            logprobs = torch.log_softmax(model(chunk).logits[0].double(), dim=-1)
+            for i in range(context // 2, context - 1):
+                nll.append(-float(logprobs[i, chunk[0, i + 1]]))
+    assert result.tokens == len(nll) == chunks * (context // 2 - 1)
+    assert result.ppl == pytest.approx(float(np.exp(np.mean(nll))), rel=1e-4)
+    np.testing.assert_allclose(own.nll, nll, atol=1e-3)
+    assert result.ppl_err > 0 and len(result.chunk_ppl) == chunks
+
+
+def test_report_compares_types_against_the_source(converted: tuple[Path, Path], tmp_path: Path) -> None:
+    ckpt, _ = converted
+    f16 = convert(ckpt, tmp_path / "tiny-F16.gguf", "f16").path
+    req = ReportRequest(f16, [QuantType.Q8_0, QuantType.Q4_0], TEXT, "hamlet", tmp_path, context=64, chunks=2)
+    report = build_report(req)
+    source, q8, q4 = report.rows
+    assert source.kl is None and q8.kl is not None and q4.kl is not None
+    assert 0 <= q8.kl.kl_mean < q4.kl.kl_mean and q8.kl.top1_agreement >= q4.kl.top1_agreement
+    assert source.size > q8.size > q4.size
+    assert q8.decode_tokens_per_s and q8.rss_bytes > 0 and q8.quantize_seconds is not None
+    write_plot(report, tmp_path / "report.png")
+    report.write_json(tmp_path / "report.json")
+    assert (tmp_path / "report.png").stat().st_size > 1000
+    assert len(table_rows(report)) == 4
+
+
+def test_an_interrupted_convert_leaves_no_file(converted: tuple[Path, Path], tmp_path: Path) -> None:
+    """Ctrl-C while llama.cpp's converter runs: the converter is stopped, nothing is left behind."""
+    ckpt, _ = converted
+    out = tmp_path / "out.gguf"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qwenkit", "convert", str(ckpt), "-o", str(out), "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    while not parent.children() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    converter = parent.children()
+    assert converter, "the converter subprocess never started"
+    os.kill(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and stderr.strip().splitlines()[-1] == "aborted", stderr
+    assert "Traceback" not in stderr
+    assert list(tmp_path.iterdir()) == []
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in converter)
