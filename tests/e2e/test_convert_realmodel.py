@@ -48,7 +48,8 @@ def f16(work: Path, real_model_path: Path) -> Path:
     assert (hf / "config.json").is_file() and list(hf.glob("*.safetensors"))
     result = convert(hf, work / "coder-F16.gguf", "f16")
     shutil.rmtree(hf)
-    assert result.architecture == "Qwen2ForCausalLM" and 0.45e9 < result.parameters < 0.55e9
+    # 0.49 B, plus the output matrix the published GGUF stores beside the tied embeddings (136 M)
+    assert result.architecture == "Qwen2ForCausalLM" and 0.6e9 < result.parameters < 0.65e9
     return result.path
 
 
