@@ -19,6 +19,7 @@ from qwenkit.cli import (  # noqa: F401  isort: skip
     serve_cmd,
     bench_cmds,
     eval_cmds,
+    convert_cmds,
 )
 
 
