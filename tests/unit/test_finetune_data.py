@@ -23,7 +23,11 @@ GOOD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "c
 def test_three_formats_are_detected_and_read_alike(tmp_path: Path) -> None:
     sharegpt = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}
     alpaca = {"instruction": "Hi", "input": "", "output": "Hello"}
-    for row, fmt in ((GOOD, DataFormat.MESSAGES), (sharegpt, DataFormat.SHAREGPT), (alpaca, DataFormat.ALPACA)):
+    for row, fmt in (
+        (GOOD, DataFormat.MESSAGES),
+        (sharegpt, DataFormat.SHAREGPT),
+        (alpaca, DataFormat.ALPACA),
+    ):
         data = load_jsonl(_write(tmp_path / f"{fmt.value}.jsonl", [row, row]))
         assert data.format is fmt
         assert [m["role"] for m in data.conversations[0].messages] == ["user", "assistant"]
@@ -46,7 +50,10 @@ def test_sharegpt_function_calls_become_tool_calls(tmp_path: Path) -> None:
     [
         ("{not json", "line 2: (line): not JSON"),
         ({"messages": [{"role": "user", "content": "Hi"}]}, "line 2: messages: no assistant turn"),
-        ({"messages": [{"role": "user"}, {"role": "assistant", "content": "x"}]}, "line 2: messages[0].content"),
+        (
+            {"messages": [{"role": "user"}, {"role": "assistant", "content": "x"}]},
+            "line 2: messages[0].content",
+        ),
         ({"messages": [{"role": "boss", "content": "x"}]}, "line 2: messages[0].role"),
         ({"something": 1}, "line 2: messages: missing"),  # the format is line 1's
     ],
@@ -77,9 +84,13 @@ def test_holdout_split_is_random_but_seeded() -> None:
 
 def test_config_file_and_flags(tmp_path: Path) -> None:
     toml = tmp_path / "tune.toml"
-    toml.write_text('base = "m"\ndata = "d.jsonl"\noutput = "out"\nlora-r = 8\nlr = 1e-4\noverlong = "skip"\n')
+    toml.write_text(
+        'base = "m"\ndata = "d.jsonl"\noutput = "out"\nlora-r = 8\nlr = 1e-4\noverlong = "skip"\n'
+    )
     yaml = tmp_path / "tune.yaml"
-    yaml.write_text("tune:\n  base: m\n  data: d.jsonl\n  output: out\n  lora_r: 8\n  lr: 0.0001\n  overlong: skip\n")
+    yaml.write_text(
+        "tune:\n  base: m\n  data: d.jsonl\n  output: out\n  lora_r: 8\n  lr: 0.0001\n  overlong: skip\n"
+    )
     a, b = TuneConfig.build({}, toml), TuneConfig.build({}, yaml)
     assert a == b and a.lora_r == 8 and a.overlong is Overlong.SKIP and a.data == Path("d.jsonl")
     c = TuneConfig.build({"lora_r": 32, "lr": None}, toml)  # a flag overrides; an unset flag does not

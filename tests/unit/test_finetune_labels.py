@@ -125,7 +125,9 @@ def test_qwen25_puts_every_turn_in_one_example() -> None:
 
 def test_overlong_is_refused_cut_or_skipped() -> None:
     tok = real_qwen_tokenizer()
-    long = Conversation(7, ({"role": "user", "content": "x " * 200}, {"role": "assistant", "content": "ok " * 50}))
+    long = Conversation(
+        7, ({"role": "user", "content": "x " * 200}, {"role": "assistant", "content": "ok " * 50})
+    )
     short = Conversation(8, ({"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}))
     enc = Encoder(tok, "qwen2.5", Thinking.TEMPLATE)
     with pytest.raises(UsageError, match="line 7"):

@@ -8,11 +8,12 @@ data size and the device; the chosen values are written into the run's report.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from qwenkit.errors import UsageError
 
@@ -79,7 +80,9 @@ class TuneConfig:
 
     def __post_init__(self) -> None:
         _check_positive(self, ("max_length", "batch_size", "grad_accum"))
-        _check_positive(self, ("lora_r", "lora_alpha", "max_steps", "eval_every", "save_every"), optional=True)
+        _check_positive(
+            self, ("lora_r", "lora_alpha", "max_steps", "eval_every", "save_every"), optional=True
+        )
         if not 0.0 <= self.lora_dropout < 1.0:
             raise UsageError("lora_dropout must be in [0, 1)", param="lora_dropout")
         if not 0.0 <= self.eval_fraction < 0.5:
@@ -111,7 +114,9 @@ class TuneConfig:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value.value if isinstance(value, Enum) else str(value) if isinstance(value, Path) else value
+            out[f.name] = (
+                value.value if isinstance(value, Enum) else str(value) if isinstance(value, Path) else value
+            )
         return out
 
     def replace(self, **changes: Any) -> TuneConfig:
@@ -157,7 +162,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
         else:
             raise UsageError(f"config file {path} must end in .toml, .yaml or .yml", param="config")
     except (tomllib.TOMLDecodeError, ValueError) as exc:
-        raise UsageError(f"config file {path} is not valid: {' '.join(str(exc).split())}", param="config") from exc
+        raise UsageError(
+            f"config file {path} is not valid: {' '.join(str(exc).split())}", param="config"
+        ) from exc
     except Exception as exc:  # yaml.YAMLError, without importing yaml for TOML users
         if type(exc).__module__.startswith("yaml"):
             raise UsageError(f"config file {path} is not valid YAML: {exc}", param="config") from exc

@@ -195,7 +195,8 @@ def load_jsonl(path: Path, fmt: DataFormat = DataFormat.AUTO, *, skip_invalid: b
         raise UsageError(
             f"{path}: {len(bad)} invalid line(s); {bad[0]}",
             param="data",
-            hint="; ".join(str(b) for b in bad[1:SHOWN_ERRORS]) or "fix it, or pass --skip-invalid to leave bad lines out",
+            hint="; ".join(str(b) for b in bad[1:SHOWN_ERRORS])
+            or "fix it, or pass --skip-invalid to leave bad lines out",
         )
     if not good:
         raise UsageError(f"{path} holds no usable conversation", param="data")

@@ -76,9 +76,13 @@ class Encoder:
 
     def encode(self, messages: Sequence[dict[str, Any]], tools: Any, prompt: bool) -> tuple[int, ...]:
         return encode_chat(
-            messages, self.tokenizer, tools=tools, enable_thinking=self.enable_thinking(),
-            add_generation_prompt=prompt, template=self.template,
-        ).ids  # fmt: skip
+            messages,
+            self.tokenizer,
+            tools=tools,
+            enable_thinking=self.enable_thinking(),
+            add_generation_prompt=prompt,
+            template=self.template,
+        ).ids
 
     def turn(self, messages: Sequence[dict[str, Any]], tools: Any, k: int) -> tuple[tuple[int, ...], int]:
         """(prompt + answer ids, prompt length) of assistant message ``k``, answer ending at <|im_end|>."""
@@ -107,7 +111,11 @@ class Encoder:
                 shared.append((start, len(ids), k))
             else:
                 alone.append(_labelled(conv.line, ids, [(start, len(ids))], [k]))
-        out = [_labelled(conv.line, whole, [(s, e) for s, e, _ in shared], [k for *_, k in shared])] if shared else []
+        out = (
+            [_labelled(conv.line, whole, [(s, e) for s, e, _ in shared], [k for *_, k in shared])]
+            if shared
+            else []
+        )
         return out + alone
 
 
