@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qwenkit.catalog.schema import Variant
 from qwenkit.chat.encode import encode_chat
 from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.errors import UsageError
@@ -27,7 +28,14 @@ class Base:
     architecture: str
 
 
-def locate_base(ref: str) -> tuple[Path, str]:
+@dataclass(frozen=True)
+class BaseRef:
+    path: Path
+    architecture: str
+    variant: Variant | None
+
+
+def locate_base(ref: str) -> BaseRef:
     """The local path of ``ref`` (fetched if needed) and its architecture; a non-Qwen model is refused."""
     from qwenkit.models import ensure_local, resolve
     from qwenkit.models.inspect import inspect_path
@@ -39,7 +47,7 @@ def locate_base(ref: str) -> tuple[Path, str]:
             f"{ref} is a {arch!r} model; qwenkit tune trains Qwen models (qwen2, qwen3 and their MoE)",
             param="base",
         )
-    return local.path, arch
+    return BaseRef(local.path, arch, local.variant)
 
 
 def load_base(path: Path, arch: str, device: str, qlora: bool, threads: int | None) -> Base:

@@ -113,7 +113,8 @@ def _record(
 def tune_config(config: TuneConfig, say: Say = _stderr, probe_text: str | None = None) -> TuneResult:
     """Run one fine-tuning job as ``config`` says (see ``TuneConfig``)."""
     dataset, train_convs, held_convs, invalid = _data(config)
-    path, arch = locate_base(config.base)
+    ref = locate_base(config.base)
+    path, arch = ref.path, ref.architecture
     base = load_base(path, arch, config.device, config.qlora, config.threads)
     encoder = Encoder(base.tokenizer, None, config.thinking)
     enc = encode_all(train_convs, encoder, config.max_length, config.overlong)
