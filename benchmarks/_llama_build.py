@@ -2,8 +2,9 @@
 
 The build is the reference the benchmarks compare against: the same llama.cpp commit and the same
 compiler flags as the llama-cpp-python wheel qwenkit runs on (-march=native, OpenMP, CPU repack). It
-lives in a cache outside the repository and is never committed; the first use downloads the sdist
-with pip (the pinned version, from the package index) and builds for a few minutes.
+lives in a cache outside the repository and is never committed; the sources are the pinned sdist that
+``qwenkit.convert.sources`` downloads with pip and checks against its recorded sha256; the first build
+takes a few minutes.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tarfile
-from importlib import metadata
 from pathlib import Path
+
+from qwenkit.convert.sources import llama_cpp_tree, pinned_version
 
 CACHE = Path(os.environ.get("QWENKIT_BENCH_CACHE", Path.home() / ".cache" / "qwenkit-bench"))
 # The options llama-cpp-python's CMakeLists sets for its own build of the same sources.
@@ -30,37 +31,29 @@ CMAKE_FLAGS = (
 )
 
 
-def pinned_version() -> str:
-    return metadata.version("llama_cpp_python")
-
-
-def sources(version: str) -> Path:
-    """vendor/llama.cpp of the llama-cpp-python sdist, downloaded and unpacked once."""
-    root = CACHE / f"llama-cpp-python-{version}"
-    tree = root / f"llama_cpp_python-{version}" / "vendor" / "llama.cpp"
-    if tree.is_dir():
-        return tree
-    root.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-         f"llama-cpp-python=={version}", "-d", str(root)],
-        check=True,
-    )  # fmt: skip
-    archive = next(root.glob("llama_cpp_python-*.tar.gz"))
-    with tarfile.open(archive) as tar:
-        tar.extractall(root, filter="data")
-    return tree
+def _configured_sources(build_dir: Path) -> Path | None:
+    """The source tree an existing build folder was configured with (cmake refuses another one)."""
+    cache = build_dir / "CMakeCache.txt"
+    if not cache.is_file():
+        return None
+    for line in cache.read_text().splitlines():
+        if line.startswith("CMAKE_HOME_DIRECTORY:INTERNAL="):
+            tree = Path(line.split("=", 1)[1])
+            return tree if tree.is_dir() else None
+    return None
 
 
 def build(target: str) -> Path:
     """The path of llama.cpp's ``target`` binary (llama-server, llama-bench), building it if needed."""
     version = pinned_version()
-    tree = sources(version)
     build_dir = CACHE / f"build-{version}"
     binary = build_dir / "bin" / target
     if binary.is_file():
         return binary
-    subprocess.run(["cmake", "-S", str(tree), "-B", str(build_dir), "-G", "Ninja", *CMAKE_FLAGS], check=True)
+    if _configured_sources(build_dir) is None:
+        tree = llama_cpp_tree(version=version)  # the verified sdist, shared with qwenkit convert
+        configure = ["cmake", "-S", str(tree), "-B", str(build_dir), "-G", "Ninja", *CMAKE_FLAGS]
+        subprocess.run(configure, check=True)
     jobs = str(os.cpu_count() or 2)
     subprocess.run(["cmake", "--build", str(build_dir), "--target", target, "-j", jobs], check=True)
     return binary

@@ -80,6 +80,12 @@ class ModelFormatError(QwenkitError):
     code = "model_format_error"
 
 
+class ConversionError(QwenkitError):
+    """Converting, quantizing or scoring a model file failed (the tool's reason is in the message)."""
+
+    code = "conversion_failed"
+
+
 class MissingDependencyError(QwenkitError):
     """An optional extra (llama, hf, serve) is needed for this path but not installed."""
 

@@ -49,6 +49,14 @@ REACH: dict[str, frozenset[str]] = {
     "cli/load_options.py": LOADING | {"select"},
     "cli/notices.py": frozenset({"run", "chat"}),
     "cli/chat_session.py": frozenset({"chat"}),
+    "cli/convert_cmds.py": frozenset({"quantize"}),  # helpers of its --report; commands are found by name
+    "convert/": frozenset({"convert"}),
+    "convert/output.py": frozenset({"convert", "quantize"}),
+    "convert/quantize": frozenset({"quantize"}),
+    "convert/report.py": frozenset({"quantize"}),
+    "convert/perplexity.py": frozenset({"perplexity", "quantize"}),
+    "convert/kl.py": frozenset({"perplexity", "quantize"}),
+    "convert/llama_eval.py": frozenset({"perplexity", "quantize"}),
 }
 
 

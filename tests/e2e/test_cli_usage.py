@@ -98,9 +98,25 @@ USAGE_ERRORS: list[Case] = [
     ("tune", ("tune", "merge", "a", "b", "-o", "c", "--dtype", "int3"), "dtype 'int3' is not one of"),
     ("(none)", ("foo",), "no such command 'foo'"),
     ("(none)", ("--bogus",), UNKNOWN_OPTION),
+    ("convert", ("convert", "--bogus", "x"), UNKNOWN_OPTION),
+    ("convert", ("convert",), "missing argument 'src'"),
+    ("convert", ("convert", "/nonexistent/checkpoint"), "/nonexistent/checkpoint does not exist"),
+    ("convert", ("convert", "/etc/passwd"), "is not a directory"),
+    ("convert", ("convert", "/"), "is not a Hugging Face checkpoint: it has no config.json"),
+    ("convert", ("convert", "/", "--outtype", "q4_0"), "invalid value for '--outtype'"),
+    ("quantize", ("quantize", "/nonexistent/m.gguf"), "missing option '--type'"),
+    ("quantize", ("quantize", "/nonexistent/m.gguf", "--type", "Q8_0"), "/nonexistent/m.gguf does not exist"),
+    ("quantize", ("quantize", "/nonexistent/m.gguf", "-t", "Q3_Z"), "unknown quantization type 'Q3_Z'"),
+    ("quantize", ("quantize", "/nonexistent/m.gguf", "-t", "Q8_0", "-t", "Q4_0"), "give one --type"),
+    ("quantize", ("quantize", "/nonexistent/m.gguf", "-t", "Q8_0", "--report"), "--report needs --text"),
+    ("quantize", ("quantize", "/", "-t", "Q8_0"), "/ is a directory; quantize takes a .gguf file"),
+    ("perplexity", ("perplexity", "m.gguf"), "missing option '--text'"),
+    ("perplexity", ("perplexity", "m.gguf", "--text", "/nonexistent/t.txt"), "t.txt is not a file"),
+    ("perplexity", ("perplexity", "m.gguf", "--text", "/etc/passwd", "--context", "abc"), NOT_A_NUMBER),
 ]
 DOCUMENTED_COMMANDS = {
-    "catalog", "select", "pull", "list", "rm", "info", "run", "chat", "serve", "bench", "doctor", "tune",
+    "catalog", "select", "pull", "list", "rm", "info", "run", "chat", "serve", "bench", "doctor",
+    "convert", "quantize", "perplexity", "tune",
 }
 CASE_IDS = [" ".join(args) for _, args, _ in USAGE_ERRORS]
 

@@ -18,6 +18,7 @@ from qwenkit.cli import (  # noqa: F401  isort: skip
     run_cmds,
     serve_cmd,
     bench_cmds,
+    convert_cmds,
     tune_cmds,
 )
 

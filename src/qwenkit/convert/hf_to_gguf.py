@@ -1,0 +1,132 @@
+"""A Hugging Face checkpoint to GGUF through llama.cpp's own ``convert_hf_to_gguf.py``.
+
+The converter comes from the pinned llama-cpp-python sdist (``sources.converter_tree``) and runs in a
+subprocess with the sdist's ``gguf-py`` first on its path, so it always writes what the installed
+llama.cpp reads. It runs with the installed torch and transformers (5.x works; llama.cpp itself pins
+4.x) and needs ``sentencepiece`` importable: its Qwen2 vocabulary code tries a SentencePiece model
+first and falls back to the BPE files only when the file is missing, not the module. Both come with
+``qwenkit[hf]``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from qwenkit.convert.checkpoint import OutType, check_checkpoint
+from qwenkit.convert.output import atomic_output, check_room, check_target
+from qwenkit.convert.sources import converter_tree
+from qwenkit.errors import ConversionError, MissingDependencyError
+
+CONVERTER_MODULES = ("torch", "transformers", "safetensors", "sentencepiece")
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    path: Path
+    outtype: OutType
+    architecture: str
+    parameters: int
+    size: int
+    seconds: float
+
+
+def default_output(src: Path, outtype: OutType) -> Path:
+    """llama.cpp's habit: the GGUF inside the checkpoint directory, named after it and the type."""
+    return src / f"{src.resolve().name}-{outtype.file_suffix}.gguf"
+
+
+def _check_modules() -> None:
+    for module in CONVERTER_MODULES:
+        if importlib.util.find_spec(module) is None:
+            raise MissingDependencyError.for_extra(module, "hf")
+
+
+def _converter_env(tree: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(tree / "gguf-py"), str(tree)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.pop("NO_LOCAL_GGUF", None)
+    return env
+
+
+def _failure(lines: deque[str]) -> str:
+    """The converter's own reason: its last error-looking line, else its last line."""
+    for line in reversed(lines):
+        if "Error" in line or line.startswith(("ERROR", "error")):
+            return line.strip()
+    return lines[-1].strip() if lines else "no output"
+
+
+def run_converter(
+    src: Path, tmp: Path, outtype: OutType, progress: Callable[[str], None] | None = None
+) -> None:
+    """Run the converter into ``tmp``; ConversionError with its reason when it fails."""
+    tree = converter_tree()
+    command = [
+        sys.executable,
+        str(tree / "convert_hf_to_gguf.py"),
+        str(src),
+        "--outfile",
+        str(tmp),
+        "--outtype",
+        outtype.value,
+    ]
+    tail: deque[str] = deque(maxlen=40)
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        env=_converter_env(tree),
+        cwd=tree,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                tail.append(line.rstrip("\n"))
+                if progress is not None:
+                    progress(line.rstrip("\n"))
+            code = proc.wait()
+        except BaseException:
+            proc.kill()
+            raise
+    if code != 0:
+        raise ConversionError(f"llama.cpp's converter failed on {src}: {_failure(tail)}")
+
+
+def convert(
+    src: str | Path,
+    output: str | Path | None = None,
+    outtype: OutType | str = OutType.F16,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> ConvertResult:
+    """Convert a Qwen checkpoint directory to one GGUF file; nothing is left under ``output`` on failure."""
+    outtype = OutType(outtype)
+    checkpoint = check_checkpoint(src)
+    _check_modules()
+    target = Path(output) if output is not None else default_output(checkpoint.path, outtype)
+    check_target(target, checkpoint.path)
+    check_room(target, checkpoint.output_bytes(outtype))
+    start = time.perf_counter()
+    with atomic_output(target) as tmp:
+        run_converter(checkpoint.path, tmp, outtype, progress)
+    return ConvertResult(
+        target,
+        outtype,
+        checkpoint.architecture,
+        checkpoint.parameters,
+        target.stat().st_size,
+        time.perf_counter() - start,
+    )

@@ -1,0 +1,57 @@
+"""Writing a model file safely: room checked first, a temporary name, renamed only when whole.
+
+An interrupt, a full disk or a failing tool never leaves a partial file under the name the user asked
+for (nor a stray temporary one): the temporary file lives beside the target, so the final rename is
+atomic on the same filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from qwenkit.errors import ConversionError, UsageError
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def check_room(target: Path, needed: int) -> None:
+    """ConversionError unless the target's filesystem has ``needed`` bytes free."""
+    free = shutil.disk_usage(target.parent).free
+    if free < needed:
+        raise ConversionError(
+            f"not enough disk space for {target}: it needs about {human(needed)}, "
+            f"{human(free)} free on {target.parent}",
+            hint="free some space or write elsewhere with -o",
+        )
+
+
+def check_target(target: Path, source: Path) -> None:
+    if target.resolve() == source.resolve():
+        raise UsageError(f"the output {target} is the input; choose another name with -o", param="output")
+    if target.is_dir():
+        raise UsageError(f"the output {target} is a directory; give a file name", param="output")
+    if not target.parent.is_dir():
+        raise UsageError(f"the output's folder {target.parent} does not exist", param="output")
+
+
+@contextmanager
+def atomic_output(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; it becomes ``target`` only if the block succeeds."""
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    try:
+        yield tmp
+        if not tmp.is_file():
+            raise ConversionError(f"the tool finished but wrote no {target.name}")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,117 @@
+"""Tiny random Qwen2 and Qwen3 checkpoints (shapes from the catalog) through llama.cpp's converter.
+
+The f32 GGUF must compute what transformers computes in f32: the llama.cpp backend's 32 greedy tokens
+equal the transformers backend's, and the logits of a prompt agree within LOGIT_ATOL (measured: about
+1e-5; the two libraries sum in different orders). Weights are drawn wider than the default 0.02 so that
+greedy choices are not near-ties; a divergence is still accepted where the transformers run's top two
+were within NEAR_TIE nats (tests/_greedy.py), as a rounding difference could flip such a choice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from _greedy import TOP_K, GreedyReference, divergence
+from qwenkit.catalog import load_catalog
+from qwenkit.catalog.hf_config import hf_config_dict
+from qwenkit.convert import convert, quantize
+from qwenkit.convert.llama_eval import ChunkEvaluator
+from qwenkit.engine.llamacpp import LlamaCppBackend
+from qwenkit.engine.transformers import TransformersBackend
+from qwenkit.engine.types import BackendOptions, SamplingParams
+from qwenkit.models.gguf_reader import read_gguf_metadata
+
+pytestmark = pytest.mark.slow
+
+LOGIT_ATOL = 1e-3
+NEAR_TIE = 0.01
+STEPS = 32
+PROMPT = [785, 3974, 13876, 38835, 34208, 916, 279, 15678, 5562, 13]
+GREEDY = SamplingParams(temperature=0.0, max_tokens=STEPS, ignore_eos=True)
+
+
+def _tiny_checkpoint(root: Path, catalog_id: str, tokenizer_dir: Path) -> Path:
+    config = hf_config_dict(
+        load_catalog().get(catalog_id), layers=2, hidden_size=64, num_attention_heads=4, num_kv_heads=2,
+        head_dim=16, intermediate_size=128,
+    )  # fmt: skip
+    config["initializer_range"] = 0.15
+    out = root / catalog_id
+    out.mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.from_pretrained(out))
+    model.save_pretrained(out, safe_serialization=True)
+    for name in ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json"):
+        shutil.copy(tokenizer_dir / name, out / name)
+    return out
+
+
+@pytest.fixture(scope="module", params=["qwen2.5-0.5b-instruct", "qwen3-0.6b"])
+def converted(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, qwen3_tokenizer_dir: Path
+) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("convert")
+    ckpt = _tiny_checkpoint(root, request.param, qwen3_tokenizer_dir)
+    result = convert(ckpt, root / "tiny-F32.gguf", "f32")
+    assert result.path.is_file() and result.parameters > 0
+    return ckpt, result.path
+
+
+def test_the_gguf_says_what_it_is(converted: tuple[Path, Path]) -> None:
+    ckpt, gguf_path = converted
+    meta = read_gguf_metadata(gguf_path)
+    expected = "qwen3" if "qwen3" in ckpt.name else "qwen2"
+    assert meta.architecture == expected
+    assert meta.arch_int("block_count") == 2 and meta.arch_int("embedding_length") == 64
+    assert set(meta.tensor_type_histogram()) == {"F32"}
+    assert meta.metadata["tokenizer.ggml.pre"] == "qwen2"
+
+
+def test_llama_cpp_logits_match_transformers_in_f32(converted: tuple[Path, Path]) -> None:
+    ckpt, gguf_path = converted
+    model = transformers.AutoModelForCausalLM.from_pretrained(ckpt, dtype=torch.float32)
+    with torch.no_grad():
+        expected = model(torch.tensor([PROMPT])).logits[0].numpy()
+    with ChunkEvaluator(gguf_path, context=64, threads=2) as ev:
+        actual = ev.logits(np.array(PROMPT, dtype=np.int32)).copy()
+    assert actual.shape == expected.shape
+    assert float(np.abs(actual - expected).max()) < LOGIT_ATOL
+    np.testing.assert_array_equal(actual.argmax(axis=1), expected.argmax(axis=1))
+
+
+def test_greedy_tokens_of_both_backends_agree(converted: tuple[Path, Path]) -> None:
+    ckpt, gguf_path = converted
+    recorded = dataclasses.replace(GREEDY, logprobs=True, top_logprobs=TOP_K)
+    options = BackendOptions(device="cpu", dtype="float32", parallel=1, context=128)
+    with TransformersBackend.load(ckpt, options) as hf:
+        reference = GreedyReference.from_events(hf.submit(PROMPT, recorded))
+    with LlamaCppBackend.load(gguf_path, BackendOptions(context=128, parallel=1, threads=2)) as llama:
+        tokens = [e.token_id for e in llama.submit(PROMPT, GREEDY)]
+    assert len(tokens) == STEPS
+    divergence(tokens, reference, threshold=NEAR_TIE)  # raises unless equal, or apart only at a near-tie
+
+
+def test_quantize_reports_the_fallbacks_of_a_narrow_model(
+    converted: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Width 64 is not a multiple of 256: every K-quant matrix falls back to a 32-block type."""
+    _, gguf_path = converted
+    f16 = convert(converted[0], tmp_path / "tiny-F16.gguf", "f16").path
+    result = quantize(f16, "Q4_K_M", tmp_path / "tiny-Q4_K_M.gguf")
+    assert result.fallbacks and {f.wanted for f in result.fallbacks} <= {"q4_K", "q6_K", "q5_K"}
+    assert all(f.columns % 256 for f in result.fallbacks)
+    assert result.tensors == read_gguf_metadata(result.path).tensor_count
+    assert "Q4_K" not in result.tensor_types  # nothing could use it
+    q8 = quantize(gguf_path, "Q8_0", tmp_path / "tiny-Q8_0.gguf")
+    assert q8.fallbacks == () and "Q8_0" in q8.tensor_types
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["tiny-F16.gguf", "tiny-Q4_K_M.gguf", "tiny-Q8_0.gguf"]  # no temporary files left
