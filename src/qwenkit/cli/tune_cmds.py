@@ -111,3 +111,23 @@ def merge_cmd(
         raise UsageError(f"dtype {dtype!r} is not one of: {', '.join(MERGE_DTYPES)}", param="dtype")
     out = merge(base, adapter, output, dtype=dtype)
     _say(f"merged model written to {out}")
+
+
+@tune_app.command("export")
+def export_cmd(
+    adapter: Path = typer.Argument(..., help="the adapter directory (or the tune output directory)"),
+    gguf: bool = typer.Option(False, "--gguf", help="write a GGUF adapter for llama.cpp"),
+    output: Path | None = typer.Option(None, "-o", "--output", help="the .gguf file to write"),
+    base: str | None = typer.Option(None, help="the base model (default: the one the adapter names)"),
+    outtype: str = typer.Option("f16", help="f32, f16, bf16 or q8_0"),
+) -> None:
+    """Export an adapter: --gguf converts it with llama.cpp's convert_lora_to_gguf.py."""
+    from qwenkit.errors import UsageError
+    from qwenkit.finetune.export import LORA_OUTTYPES, export_gguf
+
+    if not gguf:
+        raise UsageError("say what to export to: --gguf (the only format so far)", param="gguf")
+    if outtype not in LORA_OUTTYPES:
+        raise UsageError(f"outtype {outtype!r} is not one of: {', '.join(LORA_OUTTYPES)}", param="outtype")
+    path = export_gguf(adapter, output, base=base, outtype=outtype)
+    _say(f"GGUF adapter written to {path}")
