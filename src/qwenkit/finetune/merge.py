@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from qwenkit.errors import ModelFormatError, ModelNotFoundError, UsageError
+from qwenkit.errors import ModelFormatError, UsageError
 from qwenkit.finetune.base import load_base, locate_base
 
 MERGE_DTYPES = ("bfloat16", "float16", "float32")
@@ -23,7 +23,7 @@ def adapter_dir(path: Path) -> Path:
     for candidate in (path, path / "adapter"):
         if (candidate / "adapter_config.json").is_file():
             return candidate
-    raise ModelNotFoundError(f"no LoRA adapter at {path} (adapter_config.json missing)", hint=None)
+    raise UsageError(f"no LoRA adapter at {path} (adapter_config.json missing)", param="adapter")
 
 
 def generation_config(tokenizer: Any, variant: Any) -> dict[str, Any]:
