@@ -73,6 +73,7 @@ USAGE_ERRORS: list[Case] = [
     ("serve", ("serve", "--context", "10"), "invalid setting context"),
     ("serve", ("serve", "--backend", "foo"), "'foo' is not a backend"),
     ("serve", ("serve", "--log-level", "loud"), "invalid setting log_level"),
+    ("serve", ("serve", "--lora", "nameonly"), "invalid setting lora"),
     ("bench", ("bench", "--bogus"), UNKNOWN_OPTION),
     ("bench", ("bench",), "name a model to load (REF) or a server to measure (--url)"),
     ("bench", ("bench", "x", "--output-tokens", "abc"), "invalid value for '--output-tokens'"),
