@@ -97,3 +97,42 @@ def test_qlora_on_cpu_is_refused_before_loading(tiny_qwen2_dir: Path, tmp_path: 
         tune_config(
             _config(tiny_qwen2_dir, data, tmp_path / "d", qlora=True, device="cpu"), say=lambda _: None
         )
+
+
+def test_a_full_disk_is_one_clear_error(
+    tiny_qwen2_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import transformers
+
+    from qwenkit.errors import QwenkitError
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(transformers.Trainer, "train", full)
+    data = _data(tmp_path / "train.jsonl")
+    with pytest.raises(QwenkitError, match="the disk filled") as info:
+        tune_config(_config(tiny_qwen2_dir, data, tmp_path / "e"), say=lambda _: None)
+    assert "--resume" in str(info.value)
+
+
+def test_probe_and_replay_run_on_a_tiny_model(tiny_qwen2_dir: Path, tmp_path: Path) -> None:
+    """The probe compares the adapter off and on; replay answers are generated once, then cached."""
+    data = _data(tmp_path / "train.jsonl")
+    env_home = tmp_path / "home"
+    import os
+
+    os.environ["QWENKIT_HOME"] = str(env_home)
+    try:
+        result = tune_config(
+            _config(tiny_qwen2_dir, data, tmp_path / "f", probe=True, replay=4, max_steps=2),
+            say=lambda _: None,
+        )
+    finally:
+        del os.environ["QWENKIT_HOME"]
+    assert result.probe is not None and len(result.probe.answers) >= 10
+    assert result.probe.ppl_base > 0 and result.probe.ppl_tuned > 0
+    assert list((env_home / "tune-replay").glob("*.json"))
+    assert "Forgetting probe" in (tmp_path / "f" / "report.md").read_text()

@@ -107,3 +107,19 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
     broken.write_text("base = \n")
     with pytest.raises(UsageError, match="is not valid"):
         TuneConfig.build({}, broken)
+
+
+def test_a_base_that_is_not_qwen_is_refused_before_loading(tmp_path: Path, qwen3_tokenizer_dir: Path) -> None:
+    import shutil
+    import struct
+
+    from qwenkit.finetune.base import locate_base
+
+    (tmp_path / "config.json").write_text(
+        json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]})
+    )
+    header = b"{}"
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    shutil.copy(qwen3_tokenizer_dir / "tokenizer.json", tmp_path / "tokenizer.json")
+    with pytest.raises(UsageError, match="is a 'llama' model; qwenkit tune trains Qwen models"):
+        locate_base(str(tmp_path))
