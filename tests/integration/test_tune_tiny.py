@@ -118,21 +118,15 @@ def test_a_full_disk_is_one_clear_error(
     assert "--resume" in str(info.value)
 
 
-def test_probe_and_replay_run_on_a_tiny_model(tiny_qwen2_dir: Path, tmp_path: Path) -> None:
+def test_probe_and_replay_run_on_a_tiny_model(
+    tiny_qwen2_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The probe compares the adapter off and on; replay answers are generated once, then cached."""
     data = _data(tmp_path / "train.jsonl")
-    env_home = tmp_path / "home"
-    import os
-
-    os.environ["QWENKIT_HOME"] = str(env_home)
-    try:
-        result = tune_config(
-            _config(tiny_qwen2_dir, data, tmp_path / "f", probe=True, replay=4, max_steps=2),
-            say=lambda _: None,
-        )
-    finally:
-        del os.environ["QWENKIT_HOME"]
+    monkeypatch.setenv("QWENKIT_HOME", str(tmp_path / "home"))
+    config = _config(tiny_qwen2_dir, data, tmp_path / "f", probe=True, replay=4, max_steps=2)
+    result = tune_config(config, say=lambda _: None)
     assert result.probe is not None and len(result.probe.answers) >= 10
     assert result.probe.ppl_base > 0 and result.probe.ppl_tuned > 0
-    assert list((env_home / "tune-replay").glob("*.json"))
+    assert list((tmp_path / "home" / "tune-replay").glob("*.json"))
     assert "Forgetting probe" in (tmp_path / "f" / "report.md").read_text()
