@@ -115,6 +115,7 @@ def run_probe(
     """``model`` is a peft model: ``disable_adapter()`` gives the base answers from the same weights."""
     prompts = [[{"role": "user", "content": q}] for q, _ in questions]
     text = text if text is not None else builtin_text()
+    model.eval()  # no dropout in either measurement
     with model.disable_adapter():
         base = generate(model, tokenizer, prompts, max_new_tokens)
         ppl_base = perplexity(model, tokenizer, text)

@@ -197,6 +197,7 @@ def _arguments(s: LoopSettings, has_eval: bool) -> Any:
         disable_tqdm=True,
         dataloader_num_workers=0,
         remove_unused_columns=False,
+        label_names=["labels"],
         include_num_input_tokens_seen="non_padding",
         save_only_model=False,
     )
