@@ -42,6 +42,9 @@ def _stderr(line: str) -> None:
 
 def _wrap_lora(base: Base, p: Plan, config: TuneConfig) -> Any:
     from peft import LoraConfig, get_peft_model
+    from transformers import set_seed
+
+    set_seed(config.seed)  # LoRA's initial weights: the same seed gives the same run
 
     targets: str | list[str] = config.target if config.target == "all-linear" else config.target.split(",")
     lora = LoraConfig(
