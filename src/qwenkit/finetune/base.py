@@ -80,6 +80,11 @@ def load_base(path: Path, arch: str, device: str, qlora: bool, threads: int | No
         torch.set_num_threads(threads)
     tokenizer = load_tokenizer(source)
     model = load_model(source, dev, dtype, quant)
+    if source.gguf_file is not None:  # dequantized at load: plain tensors that train like any others
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     model.config.use_cache = False
     if qlora:
         from peft import prepare_model_for_kbit_training

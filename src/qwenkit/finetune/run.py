@@ -18,7 +18,7 @@ from qwenkit.finetune.data import Dataset, load_jsonl, split_holdout
 from qwenkit.finetune.labels import Encoder, EncodeReport, encode_all
 from qwenkit.finetune.probe import ProbeResult, run_probe
 from qwenkit.finetune.recipe import Plan, plan
-from qwenkit.finetune.replay import replay_conversations
+from qwenkit.finetune.replay import replay_answers
 from qwenkit.finetune.report import plot_loss, write_report
 from qwenkit.finetune.train import History, LoopSettings, Say, run_loop
 
@@ -118,6 +118,8 @@ def tune_config(config: TuneConfig, say: Say = _stderr, probe_text: str | None =
     dataset, train_convs, held_convs, invalid = _data(config)
     ref = locate_base(config.base)
     path, arch = ref.path, ref.architecture
+    if config.replay != 0 and path.suffix == ".gguf":  # before the training copy is in memory
+        replay_answers(path, 1)
     base = load_base(path, arch, config.device, config.qlora, config.threads)
     encoder = Encoder(base.tokenizer, None, config.thinking)
     enc = encode_all(train_convs, encoder, config.max_length, config.overlong)
@@ -128,7 +130,7 @@ def tune_config(config: TuneConfig, say: Say = _stderr, probe_text: str | None =
         f"{len(held.examples) if held else 0} held out; "
         f"LoRA r {p.lora_r}, lr {p.lr}, {p.steps} steps on {base.device}"
     )
-    replay = replay_conversations(base.model, base.tokenizer, path, p.replay) if p.replay else []
+    replay = replay_answers(path, p.replay, base.model, base.tokenizer) if p.replay else []
     replay_examples = (
         encode_all(replay, encoder, config.max_length, config.overlong).examples if replay else []
     )
