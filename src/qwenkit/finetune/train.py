@@ -214,6 +214,7 @@ def run_loop(
 ) -> History:
     """Train ``model`` (already LoRA-wrapped); checkpoints under ``output/checkpoints``."""
     from transformers import Trainer
+    from transformers.trainer_callback import PrinterCallback
 
     stop = stop or threading.Event()
     resume_from = last_checkpoint(s.output) if s.resume else None
@@ -228,6 +229,7 @@ def run_loop(
         data_collator=make_collator(pad_id),
         callbacks=_callbacks(history, say, stop),
     )
+    trainer.remove_callback(PrinterCallback)  # our Progress line replaces its raw dicts
     if resume_from:
         say(f"resuming from {resume_from}")
     try:
