@@ -23,6 +23,10 @@ from qwenkit.finetune.merge import adapter_dir
 
 LORA_SCRIPT = "convert_lora_to_gguf.py"
 LORA_OUTTYPES = ("f32", "f16", "bf16", "q8_0")
+_ARCHITECTURES = {
+    "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+    "qwen2_moe": "Qwen2MoeForCausalLM", "qwen3_moe": "Qwen3MoeForCausalLM",
+}  # fmt: skip
 
 
 def recorded_base(folder: Path) -> str | None:
@@ -41,7 +45,10 @@ def _config_dir(base: Path, tmp: Path) -> Path:
     if base.is_file() and base.suffix == ".gguf":
         from transformers import AutoConfig
 
-        AutoConfig.from_pretrained(base.parent, gguf_file=base.name).save_pretrained(tmp)
+        config = AutoConfig.from_pretrained(base.parent, gguf_file=base.name)
+        if not getattr(config, "architectures", None):  # the converter picks its model class by this name
+            config.architectures = [_ARCHITECTURES.get(config.model_type, "Qwen2ForCausalLM")]
+        config.save_pretrained(tmp)
         return tmp
     raise ModelNotFoundError(f"no base model at {base} (a model directory or a .gguf file)")
 
@@ -82,5 +89,5 @@ def export_gguf(
     with tempfile.TemporaryDirectory(prefix="qwenkit-lora-") as tmp, atomic_output(target) as partial:
         config = _config_dir(base_path, Path(tmp))
         command = [sys.executable, str(tree / LORA_SCRIPT), str(folder.resolve()), "--base", str(config)]
-        _run([*command, "--outfile", str(partial), "--outtype", outtype], tree)
+        _run([*command, "--outfile", str(partial.resolve()), "--outtype", outtype], tree)
     return target
