@@ -66,6 +66,7 @@ class FormatOption:
     quant: Quant
     backend: str  # a name in qwenkit.engine.registry.BACKENDS
     official: bool  # an official file exists (GGUF) / the checkpoint is the released one (HF)
+    local: bool = False  # a file of it is on this machine (downloaded, or made with qwenkit quantize)
 
 
 # Architectures llama.cpp runs for text (qwen, qwen2, qwen2moe, qwen3, qwen3moe, qwen3next, qwen35,
@@ -112,6 +113,7 @@ class SelectRequest:
     context: int = 8192
     compute_capability: tuple[int, int] | None = None
     limit: int = 5
+    local: frozenset[tuple[str, str]] = frozenset()  # (catalog id, quant name) pairs on this machine
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -225,13 +227,26 @@ def _best_option(cands: Sequence[Recommendation], budget: int) -> Recommendation
 
 def _why(rec: Recommendation, device: str) -> str:
     parts = [rec.why]
-    if rec.option.backend == "llamacpp" and not rec.option.official:
+    if rec.option.local:
+        parts.append("already on this machine")
+    elif rec.option.backend == "llamacpp" and not rec.option.official:
         parts.append(f"no official {rec.option.quant.label} GGUF: convert with llama.cpp")
     if rec.option.backend == "transformers" and device == "cpu":
         parts.append("llama.cpp path is text-only here, so transformers on CPU (slow)")
     if not rec.usable:
         parts.append(f"slow: under {MIN_USABLE_TOKENS_PER_S:g} tok/s")
     return "; ".join(parts)
+
+
+def _with_local(v: Variant, options: list[FormatOption], req: SelectRequest) -> list[FormatOption]:
+    """Mark the options on disk; a GGUF quant made locally joins a llama.cpp ladder it was not on."""
+    here = {q for vid, q in req.local if vid == v.id}
+    marked = [dataclasses.replace(o, local=o.quant.name in here) for o in options]
+    if any(o.backend == "llamacpp" for o in options):
+        listed = {o.quant.name for o in options}
+        marked += [FormatOption(QUANTS[q], "llamacpp", False, True) for q in CPU_GGUF_LADDER
+                   if q in here and q not in listed]  # fmt: skip
+    return marked
 
 
 def select(variants: Iterable[Variant], req: SelectRequest) -> Selection:
@@ -241,7 +256,8 @@ def select(variants: Iterable[Variant], req: SelectRequest) -> Selection:
     ranked: list[Recommendation] = []
     all_cands: list[Recommendation] = []
     for v, tier_index, tier in suitable:
-        options = DEVICE_FORMATS[req.device](v, req.compute_capability, TASKS[req.task].media)
+        listed = DEVICE_FORMATS[req.device](v, req.compute_capability, TASKS[req.task].media)
+        options = _with_local(v, listed, req)
         cands = [_candidate(v, o, req, tier_index, tier) for o in options]
         all_cands.extend(cands)
         best = _best_option(cands, req.memory)

@@ -152,4 +152,6 @@ def run_app(argv: list[str]) -> int:
         if isinstance(exc, CLICK_ERRORS.base):
             return report_click_error(exc, list(argv))
         raise
+    if result == EXIT_INTERRUPTED:  # newer click returns Ctrl-C as this code: said as older click's is
+        err_console.print("aborted")
     return result if isinstance(result, int) else 0

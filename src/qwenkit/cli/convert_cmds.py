@@ -18,6 +18,23 @@ from qwenkit.errors import UsageError
 
 _JSON_HELP = "machine-readable JSON on stdout"
 _TYPES = "Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0"
+_MODEL_ID_HELP = "catalog id the output is a version of (then `ID:TYPE` names it; default: the source's)"
+
+
+def _catalog_id(model_id: str | None) -> str | None:
+    """--model-id checked before any work starts."""
+    from qwenkit.catalog import load_catalog
+
+    return load_catalog().get(model_id).id if model_id else None
+
+
+def _remember(path: Path, source: Path, quant: str, model_id: str | None) -> str | None:
+    """Record a made file so that list, select and ID:TYPE references find it; the ID:TYPE, if any."""
+    from qwenkit.models.made import record_made, variant_of
+
+    variant = model_id or variant_of(source)
+    record_made(path, variant=variant, quant=quant, made_from=source)
+    return f"{variant}:{quant.lower()}" if variant else None
 
 
 class _Bar:
@@ -62,12 +79,14 @@ def convert(
         None, "--output", "-o", help="GGUF file to write (default: inside SRC)"
     ),
     outtype: OutType = typer.Option(OutType.F16, "--outtype", help="tensor type of the weights"),
+    model_id: str | None = typer.Option(None, "--model-id", help=_MODEL_ID_HELP),
     json_out: bool = typer.Option(False, "--json", help=_JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress"),
 ) -> None:
     """Convert a Qwen2/Qwen3 (MoE too) checkpoint to GGUF with llama.cpp's own converter."""
     from qwenkit.convert import convert as run_convert
 
+    model_id = _catalog_id(model_id)
     counted = [0]
     with _Bar(not (quiet or json_out)) as bar:
 
@@ -77,8 +96,9 @@ def convert(
                 bar.update("converting", counted[0], None, f"converting: {counted[0]} tensors")
 
         result = run_convert(src, output, outtype, progress=progress)
+    ref = _remember(result.path, src, outtype.value, model_id)
     if json_out:
-        print_json({**asdict(result), "path": str(result.path), "outtype": result.outtype.value})
+        print_json({**asdict(result), "path": str(result.path), "outtype": result.outtype.value, "ref": ref})
         return
     console.print(
         f"{result.architecture} ({result.parameters / 1e9:.2f} B parameters) -> {result.outtype.value} "
@@ -86,6 +106,8 @@ def convert(
         highlight=False,
     )
     console.print(str(result.path), highlight=False, soft_wrap=True)
+    if ref:
+        console.print(f"known as {ref}", highlight=False)
 
 
 def _quantize_one(src: Path, qtype: str, output: Path | None, allow: bool, show: bool) -> Any:
@@ -130,6 +152,7 @@ def quantize(
     allow_requantize: bool = typer.Option(
         False, "--allow-requantize", help="quantize an already-quantized file"
     ),
+    model_id: str | None = typer.Option(None, "--model-id", help=_MODEL_ID_HELP),
     report: bool = typer.Option(False, "--report", help="score every type against SRC: table, JSON, plot"),
     text: Path | None = typer.Option(None, "--text", help="with --report: the text to score on"),
     context: int = typer.Option(512, "--context", "-c", help="with --report: tokens per chunk"),
@@ -151,16 +174,19 @@ def quantize(
         return
     if len(types) != 1:
         raise UsageError("give one --type (several only with --report)", param="type")
+    model_id = _catalog_id(model_id)
     if allow_requantize:
         warn(
             "requantizing: the new rounding stacks on the old one; quality drops more than from an f16 source"
         )
     result = _quantize_one(src, types[0], output, allow_requantize, show=not (quiet or json_out))
+    ref = _remember(result.path, src, result.type.value, model_id)
     if json_out:
-        data = asdict(result)
-        print_json({**data, "path": str(result.path), "type": result.type.value})
+        print_json({**asdict(result), "path": str(result.path), "type": result.type.value, "ref": ref})
         return
     _print_quantized(result)
+    if ref:
+        console.print(f"known as {ref}", highlight=False)
 
 
 def _report(

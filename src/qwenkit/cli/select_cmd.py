@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from qwenkit.catalog import load_catalog
+from qwenkit.catalog import Catalog, load_catalog
 from qwenkit.catalog.hardware import detect_hardware, measure_memory_bandwidth
 from qwenkit.catalog.select import (
     MIN_USABLE_TOKENS_PER_S,
@@ -22,6 +23,25 @@ from qwenkit.catalog.select import (
 )
 from qwenkit.cli.app import app, console, print_json
 from qwenkit.cli.load_options import context_option
+from qwenkit.errors import UsageError
+
+
+def local_pairs(catalog: Catalog) -> frozenset[tuple[str, str]]:
+    """(catalog id, quant) of every model on this machine: downloaded, or made with qwenkit quantize."""
+    from qwenkit.catalog.quant import get_quant
+    from qwenkit.models import list_local
+
+    ids = {v.id for v in catalog.all()}
+    pairs = set()
+    for entry in list_local(catalog):
+        model_id, _, quant = entry.ref.partition(":")
+        if model_id not in ids:
+            continue
+        try:
+            pairs.add((model_id, get_quant(quant).name if quant else "bf16"))
+        except UsageError:
+            continue
+    return frozenset(pairs)
 
 
 def recommendation_to_dict(rank: int, rec: Recommendation) -> dict[str, Any]:
@@ -36,6 +56,7 @@ def recommendation_to_dict(rank: int, rec: Recommendation) -> dict[str, Any]:
         "quant": quant.name,
         "backend": rec.option.backend,
         "official_file": official,
+        "local": rec.option.local,
         "thinking": rec.thinking,
         "memory": {
             "weights": mem.weights,
@@ -81,7 +102,8 @@ def _table(sel: Selection) -> Table:
         fast = rec.tokens_per_s >= MIN_USABLE_TOKENS_PER_S
         speed = f"{rec.tokens_per_s:.0f}" if fast else f"{rec.tokens_per_s:.1f}"
         table.add_row(
-            str(i), rec.variant.id, rec.option.quant.label, rec.option.backend,
+            str(i), rec.variant.id, rec.option.quant.label + (" (local)" if rec.option.local else ""),
+            rec.option.backend,
             format_bytes(rec.memory.peak), speed,
         )
     return table
@@ -108,7 +130,9 @@ def select_command(
     if measure and bandwidth is None and device != "cuda" and not hardware.has_cuda:
         bandwidth = measure_memory_bandwidth() / 1e9
     request = resolve_request(task, device, memory, context, hardware, bandwidth, limit)
-    selection = select(load_catalog().all(), request)
+    catalog = load_catalog()
+    request = dataclasses.replace(request, local=local_pairs(catalog))
+    selection = select(catalog.all(), request)
     if as_json:
         print_json(selection_to_dict(selection))
     elif selection.fits:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qwenkit.convert.checkpoint import OutType, check_checkpoint
-from qwenkit.convert.output import atomic_output, check_room, check_target
+from qwenkit.convert.output import atomic_output, check_room, check_target, child_process
 from qwenkit.convert.sources import converter_tree
 from qwenkit.errors import ConversionError, MissingDependencyError
 
@@ -82,25 +82,16 @@ def run_converter(
         outtype.value,
     ]
     tail: deque[str] = deque(maxlen=40)
-    with subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        env=_converter_env(tree),
-        cwd=tree,
+    with child_process(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, errors="replace",
+        env=_converter_env(tree), cwd=tree,
     ) as proc:
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                tail.append(line.rstrip("\n"))
-                if progress is not None:
-                    progress(line.rstrip("\n"))
-            code = proc.wait()
-        except BaseException:
-            proc.kill()
-            raise
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail.append(line.rstrip("\n"))
+            if progress is not None:
+                progress(line.rstrip("\n"))
+        code = proc.wait()
     if code != 0:
         raise ConversionError(f"llama.cpp's converter failed on {src}: {_failure(tail)}")
 

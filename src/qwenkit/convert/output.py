@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -55,3 +58,39 @@ def atomic_output(target: Path) -> Iterator[Path]:
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _hold_interrupts() -> Callable[[], None]:
+    """Hold Ctrl-C back (SIGINT blocked) until the returned function is called, which lets it in."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        return lambda: None
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    released = [False]
+
+    def release() -> None:
+        if not released[0]:
+            released[0] = True
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    return release
+
+
+@contextmanager
+def child_process(command: list[str], **popen: object) -> Iterator[subprocess.Popen[str]]:
+    """A tool's process that never outlives an interrupt or error of ours: Ctrl-C is held back while
+    it starts (an interrupt inside Popen would leave it running, unowned) and kills it afterwards."""
+    release = _hold_interrupts()
+    proc: subprocess.Popen[str] | None = None
+    try:
+        proc = subprocess.Popen(command, text=True, **popen)  # type: ignore[call-overload]
+        release()  # a Ctrl-C pressed meanwhile is raised here, with the process ours to stop
+        yield proc
+    finally:
+        release()
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()

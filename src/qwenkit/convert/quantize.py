@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from qwenkit.convert.output import atomic_output, check_room, check_target
+from qwenkit.convert.output import atomic_output, check_room, check_target, child_process
 from qwenkit.errors import ConversionError, UsageError
 from qwenkit.models.gguf_reader import GGUFMetadata, read_gguf_metadata
 from qwenkit.models.ref import quant_from_filename
@@ -117,29 +117,23 @@ def _run_worker(
     ]
     fallbacks: list[Fallback] = []
     tensors, error, code = 0, "", None
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                event = json.loads(line) if line.startswith("{") else {}
-                kind = event.get("event")
-                if kind == "tensor":
-                    tensors = event["total"]
-                    if progress is not None:
-                        progress(event["index"], event["total"], event["name"])
-                elif kind == "fallback":
-                    fallbacks.append(
-                        Fallback(event["name"], event["wanted"], event["used"], event["columns"])
-                    )
-                elif kind == "error":
-                    error = event["message"]
-                elif kind == "done":
-                    code = event["code"]
-            stderr = proc.stderr.read() if proc.stderr else ""
-            proc.wait()
-        except BaseException:
-            proc.kill()
-            raise
+    with child_process(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line) if line.startswith("{") else {}
+            kind = event.get("event")
+            if kind == "tensor":
+                tensors = event["total"]
+                if progress is not None:
+                    progress(event["index"], event["total"], event["name"])
+            elif kind == "fallback":
+                fallbacks.append(Fallback(event["name"], event["wanted"], event["used"], event["columns"]))
+            elif kind == "error":
+                error = event["message"]
+            elif kind == "done":
+                code = event["code"]
+        stderr = proc.stderr.read() if proc.stderr else ""
+        proc.wait()
     if proc.returncode != 0 or code != 0:
         reason = error or (stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
         raise ConversionError(f"llama.cpp's quantizer failed on {src}: {reason}")

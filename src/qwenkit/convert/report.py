@@ -18,7 +18,7 @@ from typing import Any
 
 from qwenkit.convert.kl import BaseLogprobs, KLSummary
 from qwenkit.convert.perplexity import DECODE_STEPS, PerplexityResult, perplexity
-from qwenkit.convert.quantize import QuantType, quantize
+from qwenkit.convert.quantize import QuantType, default_output, quantize
 from qwenkit.models.gguf_reader import read_gguf_metadata
 
 
@@ -112,7 +112,7 @@ def build_report(req: ReportRequest, note: Note = lambda _: None) -> QuantReport
     rows = [_row(f"{source_meta.file_type_name or 'source'} (source)", req.source, base_result)]
     for qtype in req.types:
         note(f"quantizing to {qtype.value}")
-        out = req.out_dir / f"{req.source.name.removesuffix('.gguf')}-{qtype.value}.gguf"
+        out = req.out_dir / default_output(req.source, qtype).name
         done = quantize(req.source, qtype, out)
         result, _ = _score(req, out, base, note)
         rows.append(

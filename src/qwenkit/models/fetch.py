@@ -14,6 +14,7 @@ from pathlib import Path
 from qwenkit.catalog.schema import Mirror, Variant
 from qwenkit.errors import FetchError, ModelNotFoundError
 from qwenkit.models import hub, store
+from qwenkit.models.made import find_made
 from qwenkit.models.mirrors import fetch_from_mirror
 from qwenkit.models.ref import ModelFormat, ModelRef, resolve, shard_names
 
@@ -79,14 +80,20 @@ def find_local(ref: ModelRef) -> LocalModel | None:
         return _model(ref, snapshot, None, "hf-cache") if snapshot else None
     if ref.filename is None:
         cached = hub.cached_gguf(ref.repo_id, ref.quant or "")
-        return _model(ref, cached, _hub_sha(cached), "hf-cache") if cached else None
+        return _model(ref, cached, _hub_sha(cached), "hf-cache") if cached else _made(ref)
     shards = [hub.cached_file(ref.repo_id, name) for name in shard_names(ref.filename)]
     if shards[0] is not None and None not in shards:
         return _model(ref, shards[0], _hub_sha(shards[0]), "hf-cache")
     stored = store.find_in_store(ref.repo_id, ref.filename)
     if stored is not None:
         return _model(ref, stored, store.recorded_sha256(stored), "qwenkit-store")
-    return None
+    return _made(ref)
+
+
+def _made(ref: ModelRef) -> LocalModel | None:
+    """A file of this catalog entry and quant that qwenkit convert/quantize made here."""
+    made = find_made(ref.variant.id, ref.quant) if ref.variant is not None and ref.quant else None
+    return _model(ref, made, None, "made-locally") if made is not None else None
 
 
 def _from_cache(ref: ModelRef, progress: bool) -> LocalModel:

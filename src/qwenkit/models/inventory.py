@@ -13,6 +13,7 @@ from pathlib import Path
 
 from qwenkit.errors import UsageError
 from qwenkit.models import store
+from qwenkit.models.made import made_files
 from qwenkit.models.ref import CatalogLike, ModelRef, quant_from_filename, shard_names
 from qwenkit.models.store import Removed
 
@@ -22,7 +23,7 @@ class LocalEntry:
     """One local model. ``ref`` is what to pass as --model (a catalog id:quant when the catalog knows it)."""
 
     ref: str
-    source: str  # hf-cache | qwenkit-store
+    source: str  # hf-cache | qwenkit-store | made-locally
     repo_id: str
     filename: str | None  # None: a whole safetensors snapshot
     path: Path
@@ -97,6 +98,10 @@ def list_local(catalog: CatalogLike | None = None) -> list[LocalEntry]:
     for repo_id, path in store.store_files():
         ref = _gguf_ref(repo_id, path.name, files)
         entries.append(LocalEntry(ref, "qwenkit-store", repo_id, path.name, path, path.stat().st_size))
+    for made in made_files():
+        ref = f"{made.variant}:{made.quant}" if made.variant and made.quant else str(made.path)
+        entries.append(LocalEntry(ref, "made-locally", made.variant or "", made.path.name, made.path,
+                                  made.path.stat().st_size))  # fmt: skip
     return entries
 
 

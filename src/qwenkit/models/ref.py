@@ -169,6 +169,12 @@ def _pick_quant(variant: Variant, quant: str | None) -> str | None:
 
 
 def _variant_ref(variant: Variant, quant: str | None, kind: RefKind, text: str) -> ModelRef:
+    if quant is not None and quant not in variant.gguf_files:
+        from qwenkit.models.made import find_made
+
+        made = find_made(variant.id, quant)  # e.g. a Q6_K made here with qwenkit quantize
+        if made is not None:
+            return ModelRef(RefKind.GGUF_FILE, variant, quant, None, None, made, text)
     chosen = _pick_quant(variant, quant)
     if chosen is None:
         return ModelRef(kind, variant, None, variant.hf_repo, None, None, text)
