@@ -12,12 +12,13 @@ from qwenkit.errors import QwenkitError
 
 if TYPE_CHECKING:
     from qwenkit.engine.llm import LLM, load
+    from qwenkit.finetune.run import tune
 
 __version__ = "0.1.0"
 
 # A library logs; the application decides where to (the server configures JSON lines).
 logging.getLogger("qwenkit").addHandler(logging.NullHandler())
-__all__ = ["LLM", "QwenkitError", "__version__", "load"]
+__all__ = ["LLM", "QwenkitError", "__version__", "load", "tune"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,4 +26,8 @@ def __getattr__(name: str) -> Any:
         from qwenkit.engine import llm
 
         return getattr(llm, name)
+    if name == "tune":
+        from qwenkit.finetune.run import tune
+
+        return tune
     raise AttributeError(f"module 'qwenkit' has no attribute {name!r}")

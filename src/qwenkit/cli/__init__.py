@@ -20,6 +20,7 @@ from qwenkit.cli import (  # noqa: F401  isort: skip
     bench_cmds,
     eval_cmds,
     convert_cmds,
+    tune_cmds,
 )
 
 

@@ -115,8 +115,8 @@ def _command_path(exc: Exception, argv: list[str]) -> str:
     """'qwenkit run': from the error's context, else the first argument that names a command
     (click raises some option errors, e.g. a missing option value, without a context)."""
     path = getattr(getattr(exc, "ctx", None), "command_path", None)
-    if isinstance(path, str) and path:
-        return path
+    if isinstance(path, str) and path.strip():
+        return path.strip()  # a group's default command has an empty name (``qwenkit tune BASE``)
     group = typer.main.get_command(app)
     commands = getattr(group, "commands", {})
     name = next((arg for arg in argv if arg in commands), None)

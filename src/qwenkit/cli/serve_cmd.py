@@ -62,6 +62,9 @@ def serve(
         None, "--api-key", help="accepted API key, 'secret' or 'name:secret'"
     ),
     api_keys_file: Path | None = typer.Option(None, help="file with one API key per line"),
+    lora: list[str] | None = typer.Option(
+        None, "--lora", help="a LoRA adapter served as its own model, 'name=path' (repeatable)"
+    ),
     config: Path | None = typer.Option(None, "--config", help="settings file (TOML or YAML)"),
     log_prompts: bool | None = typer.Option(
         None, "--log-prompts/--no-log-prompts", help="log prompt and output text (default: sha256 only)"
@@ -90,6 +93,7 @@ def serve(
         threads=threads,
         api_keys=api_key,
         api_keys_file=api_keys_file,
+        lora=lora,
         config_file=config,
         log_prompts=log_prompts,
         log_level=log_level,

@@ -100,6 +100,11 @@ class EngineCore:
                 param="grammar",
             )
         check_logit_bias(params.logit_bias, self.runner.vocab_size)
+        if params.adapter is not None and Capability.ADAPTERS not in self.capabilities:
+            raise UsageError(
+                f"adapter {params.adapter!r} asked for, but this {self.kind.display} backend serves none",
+                param="model",
+            )
         self.runner.validate(params)
         eos = frozenset() if params.ignore_eos else self.tokenizer.eos_token_ids
         handle = QueuedHandle(vocab_size=self.runner.vocab_size, on_cancel=self._wake)

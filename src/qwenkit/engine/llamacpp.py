@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 from qwenkit.engine.core import EngineCore
+from qwenkit.engine.llama_adapters import LlamaAdapters
 from qwenkit.engine.llama_lib import llama_lib
 from qwenkit.engine.llama_sampling import SequenceSampler, check_grammar, logits_row, token_logprobs
 from qwenkit.engine.llama_tokenizer import LlamaTokenizer
@@ -42,6 +43,7 @@ class _SlotCache:
 
     kv_tokens: list[int] = field(default_factory=list)
     last_used: float = 0.0
+    adapter: str | None = None  # the LoRA adapter the cached KV was computed with
 
 
 @dataclass
@@ -81,8 +83,13 @@ class LlamaCppRunner:
     kind = BackendKind.LLAMACPP
     capabilities = Capability.GRAMMAR | Capability.LOGPROBS | Capability.PREFIX_CACHE
 
-    def __init__(self, model: Any, ctx: Any, options: BackendOptions) -> None:
+    def __init__(
+        self, model: Any, ctx: Any, options: BackendOptions, adapters: LlamaAdapters | None = None
+    ) -> None:
         lib = llama_lib()
+        self.adapters = adapters if adapters is not None else LlamaAdapters(lib, model, ())
+        if self.adapters:
+            self.capabilities = type(self).capabilities | Capability.ADAPTERS
         self._lib = lib
         self._model = model
         self._ctx = ctx
@@ -122,7 +129,13 @@ class LlamaCppRunner:
                 f"llama.cpp could not create a context of {cparams.n_ctx} tokens",
                 hint="lower --context (or, for qwenkit serve, --parallel): the KV cache may not fit",
             )
-        return cls(model, ctx, options)
+        try:
+            adapters = LlamaAdapters(lib, model, options.lora)
+        except Exception:
+            lib.llama_free(ctx)
+            lib.llama_model_free(model)
+            raise
+        return cls(model, ctx, options, adapters)
 
     def warm_up(self) -> None:
         """Run a prefill-sized batch and a single-token step once, then forget them: the first decode
@@ -147,9 +160,14 @@ class LlamaCppRunner:
     def validate(self, params: SamplingParams) -> None:
         if params.grammar is not None:
             check_grammar(params.grammar, self._vocab)
+        self.adapters.check(params.adapter)
 
     def place(self, seq: Sequence, free: list[int]) -> int:
-        views = [SlotView(s.kv_tokens, s.last_used, i in free) for i, s in enumerate(self._slots)]
+        adapter = seq.params.adapter  # KV computed under another adapter is no prefix of this prompt
+        views = [
+            SlotView(s.kv_tokens if s.adapter == adapter else [], s.last_used, i in free)
+            for i, s in enumerate(self._slots)
+        ]
         placement = place(seq.prompt, views)
         seq.state = _State(placement)
         return placement.slot
@@ -168,6 +186,7 @@ class LlamaCppRunner:
             lib.llama_memory_seq_rm(self._mem, slot, -1, -1)
             reuse = 0
         cache = self._slots[slot]
+        cache.adapter = seq.params.adapter
         cache.kv_tokens = seq.prompt[:reuse]
         cache.last_used = time.perf_counter()
         # The last prompt token is decoded on its own, like a sampled token, never inside a long
@@ -179,9 +198,12 @@ class LlamaCppRunner:
     # ----- one step ------------------------------------------------------------------------------
 
     def run(self, seqs: list[Sequence]) -> list[Sequence]:
+        seqs = self.adapters.group(seqs)
         plan = self._plan(seqs)
         if not plan:
             return []
+        if self.adapters:
+            self.adapters.apply(self._ctx, seqs[0].params.adapter)
         status = self._lib.llama_decode(self._ctx, self._batch)
         if status != 0:
             raise QwenkitError(f"llama_decode failed with status {status}")

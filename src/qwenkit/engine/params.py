@@ -83,6 +83,7 @@ class ChatParams:
     grammar: str | None = None
     ignore_eos: bool = False
     extra_stop_token_ids: frozenset[int] = field(default_factory=frozenset)
+    adapter: str | None = None  # a LoRA adapter the backend serves by name; None: the base model
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", validate_stops(self.stop))
@@ -187,6 +188,7 @@ def resolve_sampling(
         top_logprobs=params.top_logprobs,
         grammar=params.grammar,
         logit_bias=knobs.bias_pairs(),
+        adapter=params.adapter,
     )
 
 

@@ -23,6 +23,7 @@ from qwenkit.engine.transformers_loading import (
     cache_kwarg,
     import_torch,
     load_model,
+    load_named_adapters,
     load_tokenizer,
     quantization_config,
     resolve_device,
@@ -124,6 +125,7 @@ class TransformersRunner:
         self.vocab_size = min(max(tokenizer.vocab_size, max(specials, default=0) + 1), config.vocab_size)
         self._cache_kw = cache_kwarg(model)
         self._batch = _Batch()
+        self._lora = tuple(name for name, _ in options.lora)
 
     @classmethod
     def load(cls, path_or_dir: str | Path, options: BackendOptions) -> TransformersRunner:
@@ -139,6 +141,7 @@ class TransformersRunner:
         tokenizer = load_tokenizer(source)
         model = load_model(source, device, dtype, quant)
         model = apply_adapters(model, options.adapters, quantized=quant is not None)
+        model = load_named_adapters(model, options.lora)
         model.eval()
         return cls(model, tokenizer, device, options)
 
@@ -148,7 +151,18 @@ class TransformersRunner:
         """Nothing to do: torch pays its first-call costs per shape, which no fixed step covers."""
 
     def validate(self, params: SamplingParams) -> None:
-        """Everything this runner cannot do is a missing capability, checked by the core."""
+        """Everything else this runner cannot do is a missing capability, checked by the core."""
+        if params.adapter is not None and params.adapter not in self._lora:
+            known = ", ".join(self._lora) or "none"
+            raise UsageError(
+                f"no adapter named {params.adapter!r} is loaded (loaded: {known})", param="model"
+            )
+
+    def _adapter_kw(self, seqs: list[Sequence]) -> dict[str, Any]:
+        """peft's mixed-adapter batches: each row names its adapter (``__base__``: none)."""
+        if not self._lora:
+            return {}
+        return {"adapter_names": [s.params.adapter or "__base__" for s in seqs]}
 
     def place(self, seq: Sequence, free: list[int]) -> int:
         return free[0]
@@ -177,7 +191,13 @@ class TransformersRunner:
         row, cache = _row(seq), DynamicCache()
         ids = torch.tensor([seq.prompt], dtype=torch.long, device=self.model.device)
         with torch.inference_mode():
-            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+            out = self.model(
+                input_ids=ids,
+                use_cache=True,
+                logits_to_keep=1,
+                **{self._cache_kw: cache},
+                **self._adapter_kw([seq]),
+            )
         row.kv_len, row.logits, row.in_batch = len(seq.prompt), out.logits[0, -1], True
         self._batch.add(seq, cache)
 
@@ -192,7 +212,7 @@ class TransformersRunner:
         with torch.inference_mode():
             out = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                **{self._cache_kw: batch.cache},
+                **{self._cache_kw: batch.cache}, **self._adapter_kw(batch.rows),
             )  # fmt: skip
         batch.mask = mask
         due = []

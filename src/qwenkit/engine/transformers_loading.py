@@ -159,6 +159,27 @@ def apply_adapters(model: Any, adapters: Sequence[str], quantized: bool) -> Any:
     return model
 
 
+def load_named_adapters(model: Any, named: Sequence[tuple[str, str]]) -> Any:
+    """Adapters kept apart (not merged), each selected per row by name through peft's mixed batches."""
+    if not named:
+        return model
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise MissingDependencyError.for_extra("peft", "hf") from exc
+    for name, path in named:
+        if not (Path(path) / "adapter_config.json").is_file():
+            raise ModelNotFoundError(f"no PEFT adapter at {path} (for --lora {name})")
+    try:
+        first, *rest = named
+        model = PeftModel.from_pretrained(model, first[1], adapter_name=first[0])
+        for name, path in rest:
+            model.load_adapter(path, adapter_name=name)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise ModelFormatError(f"an adapter does not fit this model: {exc}") from exc
+    return model
+
+
 def cache_kwarg(model: Any) -> str:
     """transformers 5 renamed ``past_key_values`` to ``cache``; ask the model which it takes."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model

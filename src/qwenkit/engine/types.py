@@ -63,6 +63,7 @@ class SamplingParams:
     grammar: str | None = None  # GBNF (llama.cpp) constraining every sampled token
     # Added to a token's logit before sampling (OpenAI's logit_bias: -100 bans, +100 forces).
     logit_bias: tuple[tuple[int, float], ...] = ()
+    adapter: str | None = None  # a LoRA adapter loaded by name (BackendOptions.lora); None: the base
 
     def __post_init__(self) -> None:
         _check_range("temperature", self.temperature, 0.0, 2.0)
@@ -209,6 +210,8 @@ class BackendOptions:
     dtype: str = "auto"
     quantization: str | None = None  # transformers on CUDA: int8, nf4
     adapters: tuple[str, ...] = field(default_factory=tuple)
+    # LoRA adapters served side by side, each chosen per request by name: (name, path) pairs.
+    lora: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     # llama.cpp: one KV cell pool shared by every sequence (True), or a KV stream per sequence (False);
     # None: the backend's measured default.
     kv_unified: bool | None = None

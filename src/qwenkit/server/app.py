@@ -54,6 +54,7 @@ def load_model(settings: ServerSettings) -> LLM:
         threads=settings.threads,
         max_queue=MAX_SEQUENCES,
         progress=False,
+        lora=settings.lora_pairs,
     )
 
 
@@ -98,15 +99,15 @@ def _add_probes(app: FastAPI) -> None:
     @app.get("/v1/models", response_model=ModelList, responses={401: {"model": ErrorResponse}})
     async def models(request: Request) -> ModelList:
         state = server_state(request)
-        return ModelList(data=[state.model_card()])
+        return ModelList(data=[state.model_card(), *state.adapter_cards()])
 
     @app.get(
         "/v1/models/{model_id:path}", response_model=ModelCard, responses={404: {"model": ErrorResponse}}
     )
     async def model(model_id: str, request: Request) -> ModelCard:
         state = server_state(request)
-        check_model(state, model_id)
-        return state.model_card()
+        served = check_model(state, model_id)
+        return next((c for c in state.adapter_cards() if c.id == served), None) or state.model_card()
 
 
 def create_app(settings: ServerSettings | None = None, llm: LLM | None = None) -> FastAPI:
@@ -124,6 +125,7 @@ def create_app(settings: ServerSettings | None = None, llm: LLM | None = None) -
     install_error_handlers(app)
     if llm is not None:
         names = model_identity(llm, settings.model, settings.served_model_name).names
+        names = names | {name for name, _ in settings.lora_pairs}
         grammar = Capability.GRAMMAR in llm.backend.capabilities
         limits = ModelLimits(llm.context_length, llm.tokenizer.vocab_size, names, grammar)
         state_model_limits(app, limits)

@@ -108,6 +108,7 @@ class ModelCard(Response):
     params_total: int | None = None
     thinking: Literal["none", "hybrid", "thinking-only"] | None = None
     sampling: dict[str, SamplingPreset] | None = None  # mode ("default", "thinking", ...) -> Qwen's values
+    parent: str | None = None  # a LoRA adapter: the base model it runs on
 
 
 class ModelList(Response):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,6 +32,7 @@ from qwenkit.server.protocol_common import ErrorResponse
 from qwenkit.server.serving_common import (
     GuardedStream,
     RequestRun,
+    adapter_of,
     chat_logprobs,
     check_model,
     choice_seed,
@@ -188,7 +190,9 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     model = check_model(state, body.model)
     llm = state.llm
     constraint = plan_constraint(body, llm.backend)
-    params = chat_params(body, constraint, llm.facts.template_family)
+    params = dataclasses.replace(
+        chat_params(body, constraint, llm.facts.template_family), adapter=adapter_of(state, model)
+    )
     encoded = llm.encode(body.messages, params)  # once for all choices; bad messages fail before admission
     prompt_tokens = len(encoded.ids)
     room = max(0, llm.context_length - prompt_tokens)

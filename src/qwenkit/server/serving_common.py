@@ -52,12 +52,20 @@ def server_state(request: Request) -> ServerState:
 
 
 def check_model(state: ServerState, name: str | None) -> str:
-    """The served model's id; an unknown name is 404 ``model_not_found``, as OpenAI answers."""
+    """The served model's id (an adapter's name for an adapter); an unknown name is 404
+    ``model_not_found``, as OpenAI answers."""
+    if name is not None and name in state.adapters:
+        return name
     if name is None or name in state.model_names:
         return state.model_id
     raise ModelNotFoundError(
         f"The model '{name}' does not exist; this server serves '{state.model_id}'", param="model"
     )
+
+
+def adapter_of(state: ServerState, served: str) -> str | None:
+    """The LoRA adapter a request runs with: the one its ``model`` named, else none (the base)."""
+    return served if served in state.adapters else None
 
 
 def refuse_template(req: SamplingFields, kwargs: dict[str, Any] | None = None) -> None:

@@ -29,6 +29,7 @@ from qwenkit.server.serving_chat import ERRORS
 from qwenkit.server.serving_common import (
     GuardedStream,
     RequestRun,
+    adapter_of,
     check_model,
     choice_seed,
     completion_id,
@@ -139,6 +140,7 @@ async def create_completion(body: CompletionRequest, request: Request) -> Any:
         ignore_eos=body.ignore_eos,
         logprobs=want_lp,
         top_logprobs=body.logprobs or 0,
+        adapter=adapter_of(state, model),
     )
     check_logit_bias(params.sampling.bias_pairs(), state.llm.tokenizer.vocab_size)
     prompt_tokens = sum(len(state.llm.tokenizer.encode_text(p)) for p in prompts)

@@ -115,6 +115,9 @@ class ServerSettings(BaseSettings):
         default_factory=list, description="accepted keys, 'secret' or 'name:secret'"
     )
     api_keys_file: Path | None = None
+    lora: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="LoRA adapters served by name, each 'name=path'"
+    )
     log_prompts: bool = False
     log_level: str = "info"
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
@@ -137,6 +140,30 @@ class ServerSettings(BaseSettings):
                 return json.loads(text)
             return [part for part in re.split(r"[,\s]+", text) if part]
         return value
+
+    @field_validator("lora", mode="before")
+    @classmethod
+    def _split_lora(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in re.split(r"[,\s]+", value.strip()) if part]
+        return value
+
+    @field_validator("lora")
+    @classmethod
+    def _check_lora(cls, value: list[str]) -> list[str]:
+        names: set[str] = set()
+        for item in value:
+            name, sep, path = item.partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ValueError(f"{item!r} is not name=path")
+            if name in names:
+                raise ValueError(f"adapter name {name!r} is given twice")
+            names.add(name)
+        return value
+
+    @property
+    def lora_pairs(self) -> tuple[tuple[str, str], ...]:
+        return tuple((name, path) for name, _, path in (item.partition("=") for item in self.lora))
 
     @field_validator("log_level")
     @classmethod

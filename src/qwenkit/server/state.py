@@ -85,7 +85,16 @@ class ServerState:
 
     @property
     def model_names(self) -> frozenset[str]:
-        return self.identity.names
+        return self.identity.names | frozenset(self.adapters)
+
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        """LoRA adapters served as models of their own (``--lora name=path``), as vLLM lists them."""
+        return tuple(name for name, _ in self.settings.lora_pairs)
+
+    def adapter_cards(self) -> list[ModelCard]:
+        base = self.model_card()
+        return [base.model_copy(update={"id": name, "parent": base.id}) for name in self.adapters]
 
     def model_card(self) -> ModelCard:
         """The /v1/models entry; catalog facts (size, thinking, presets) when the model is known."""
