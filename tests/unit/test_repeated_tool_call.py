@@ -28,7 +28,8 @@ WEATHER = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+PARIS = {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+CALL = {"id": "call_1", "type": "function", "function": PARIS}
 AFTER_RESULT = [
     {"role": "user", "content": "What is the weather in Paris right now?"},
     {"role": "assistant", "tool_calls": [CALL]},
@@ -112,7 +113,8 @@ def test_a_new_call_after_a_result_is_still_a_call() -> None:
     other = REPEAT.replace("Paris", "Lyon")
     llm, backend = coder([other, ANSWER])
     result = llm.chat(AFTER_RESULT, tools=[WEATHER], tool_choice="auto", temperature=0)
-    assert [(c.name, json.loads(c.arguments)) for c in result.tool_calls] == [("get_weather", {"city": "Lyon"})]
+    calls = [(c.name, json.loads(c.arguments)) for c in result.tool_calls]
+    assert calls == [("get_weather", {"city": "Lyon"})]
     assert len(backend.submitted) == 1 and REPEAT_WARNING not in result.warnings
 
 
