@@ -7,8 +7,8 @@ context sized for exactly that work. Both KV layouts are measured for ours and f
 unified cell pool, or a stream per sequence); the default is chosen from these numbers. Also: time to
 first token of the first request after load against later ones (the load warms the kernels up).
 
-Ours and the reference alternate within each repeat, so background load hits both alike; each is
-loaded afresh and closed before the other runs (llama.cpp's OpenMP workers belong to the decoding thread).
+Ours and the reference alternate within each repeat, so background load hits both alike, each in a
+fresh process (llama.cpp's OpenMP workers belong to the decoding thread; two pools slow each other).
 
     .venv/bin/python benchmarks/bench_engine_speed.py [--threads 2] [--repeats 2]
 """
@@ -16,9 +16,11 @@ loaded afresh and closed before the other runs (llama.cpp's OpenMP workers belon
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as _dt
 import json
-import threading
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -35,24 +37,22 @@ LAYOUTS = {"unified": True, "per-sequence": False}
 def ours_rate(backend: LlamaCppBackend, prompts: list[list[int]], n_tokens: int) -> float:
     """Aggregate decode tokens/second once every stream has its first token, as the reference counts:
     only tokens that arrive after the last first token (long prompts are prefilled one after another,
-    so early streams decode while later ones still prefill; those tokens are not counted)."""
+    so early streams decode while later ones still prefill; those tokens are not counted). One asyncio
+    loop reads every stream, as ``qwenkit serve`` does: a thread per stream would take the cores from
+    llama.cpp's workers at each token."""
     params = SamplingParams(temperature=0.0, max_tokens=n_tokens, ignore_eos=True)
     handles = [backend.submit(p, params) for p in prompts]
-    arrivals: list[list[float]] = [[] for _ in handles]
 
-    def consume(i: int) -> None:
-        for _ in handles[i]:
-            arrivals[i].append(time.perf_counter())
+    async def arrivals(handle: Any) -> list[float]:
+        return [time.perf_counter() async for _ in handle]
 
-    threads = [threading.Thread(target=consume, args=(i,)) for i in range(len(handles))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    start = max(times[0] for times in arrivals)
-    end = max(times[-1] for times in arrivals)
-    counted = sum(1 for times in arrivals for t in times if t > start)
-    return counted / (end - start)
+    async def read_all() -> list[list[float]]:
+        return list(await asyncio.gather(*(arrivals(h) for h in handles)))
+
+    times = asyncio.run(read_all())
+    start = max(t[0] for t in times)
+    end = max(t[-1] for t in times)
+    return sum(1 for t in times for x in t if x > start) / (end - start)
 
 
 def prompts_for(tokenize: Any, n: int, length: int, salt: int) -> list[list[int]]:
@@ -64,26 +64,37 @@ def prompts_for(tokenize: Any, n: int, length: int, salt: int) -> list[list[int]
     return out
 
 
-def measure(model: str, threads: int, unified: bool, n: int, prompt: int, tokens: int, repeats: int,
-            context: int) -> dict[str, Any]:  # fmt: skip
-    """Ours and the reference alternate, each loaded afresh and closed before the other runs: llama.cpp's
-    OpenMP workers belong to the thread that decodes (ours: the engine thread; the reference: this
-    one), and workers left waiting by one would slow the other."""
+def one_rate(kind: str, model: str, threads: int, unified: bool, n: int, prompt: int, tokens: int,
+             context: int, salt: int) -> float:  # fmt: skip
+    """One measurement, ours or the reference, in this process (which ``measure`` makes fresh)."""
     options = BackendOptions(context=context, parallel=max(4, n), threads=threads, kv_unified=unified)
-    ours, ref = [], []
-    for rep in range(repeats):
-        backend = LlamaCppBackend.load(model, options)
+    backend = LlamaCppBackend.load(model, options)
+    batch = prompts_for(backend.tokenizer.encode_text, n, prompt, salt)
+    if kind == "ours":
         try:
-            batch = prompts_for(backend.tokenizer.encode_text, n, prompt, rep)
-            ours.append(ours_rate(backend, batch, tokens))
+            return ours_rate(backend, batch, tokens)
         finally:
             backend.close()
-        raw = RawLlama.load(model, n_ctx=n * (prompt + tokens + 16), n_seq=n, threads=threads,
-                            unified=unified)  # fmt: skip
-        try:
-            ref.append(raw.decode_rate(batch, tokens))
-        finally:
-            raw.close()
+    backend.close()
+    raw = RawLlama.load(model, n_ctx=n * (prompt + tokens + 16), n_seq=n, threads=threads, unified=unified)
+    try:
+        return raw.decode_rate(batch, tokens)
+    finally:
+        raw.close()
+
+
+def measure(model: str, threads: int, unified: bool, n: int, prompt: int, tokens: int, repeats: int,
+            context: int) -> dict[str, Any]:  # fmt: skip
+    """Ours and the reference alternate, each in a fresh process: llama.cpp's OpenMP workers belong to
+    the thread that decodes (ours: the engine thread; the reference: the main thread), and a process
+    holding two such pools runs both slower (measured: 4 streams at 51 instead of 69 tok/s)."""
+    ours, ref = [], []
+    for rep in range(repeats):
+        for kind, out in (("ours", ours), ("reference", ref)):
+            spec = [kind, model, threads, unified, n, prompt, tokens, context, rep]
+            done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=True,
+                                  capture_output=True, text=True)  # fmt: skip
+            out.append(float(done.stdout.strip().splitlines()[-1]))
     return {"ours_tok_s": ours, "reference_tok_s": ref, "ours_median": median(ours),
             "reference_median": median(ref)}  # fmt: skip
 
@@ -113,7 +124,11 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=4096, help="ours: context per sequence (serve's default)")
     ap.add_argument("--long-only", action="store_true",
                     help="re-measure only the 8 x 2000 case into the existing results file")  # fmt: skip
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        print(one_rate(*json.loads(args.child)))
+        return
     if args.long_only:
         update_long(args)
         return
