@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -26,10 +27,16 @@ COMMAND = re.compile(r"\bqwenkit ([a-z][a-z-]*)")
 COMMAND_CONTEXT = re.compile(r"[:`(]\s*$")  # "...: qwenkit pull", "`qwenkit catalog`": meant as a command
 
 GROUP = typer.main.get_command(app)
-COMMANDS: dict[str, set[str]] = {
-    name: {opt for p in cmd.params for opt in (*p.opts, *p.secondary_opts) if opt.startswith("--")}
-    for name, cmd in getattr(GROUP, "commands", {}).items()
-}
+
+
+def _options(cmd: Any) -> set[str]:
+    """A command's --options; a group's (``tune``) are its subcommands' together."""
+    subcommands = getattr(cmd, "commands", {}).values()
+    own = {opt for p in cmd.params for opt in (*p.opts, *p.secondary_opts) if opt.startswith("--")}
+    return own.union(*(_options(sub) for sub in subcommands))
+
+
+COMMANDS: dict[str, set[str]] = {name: _options(cmd) for name, cmd in getattr(GROUP, "commands", {}).items()}
 ALL = frozenset(COMMANDS)
 MODEL_REF = frozenset({"pull", "rm", "info", "run", "chat", "serve", "bench", "doctor"})
 LOADING = frozenset({"run", "chat", "serve", "bench", "doctor"})
@@ -57,6 +64,9 @@ REACH: dict[str, frozenset[str]] = {
     "convert/perplexity.py": frozenset({"perplexity", "quantize"}),
     "convert/kl.py": frozenset({"perplexity", "quantize"}),
     "convert/llama_eval.py": frozenset({"perplexity", "quantize"}),
+    "eval/": frozenset({"eval"}),
+    "finetune/": frozenset({"tune"}),
+    "cli/tune_cmds.py": frozenset({"tune"}),  # a command group: its subcommands' options count
 }
 
 

@@ -25,7 +25,7 @@ class LlamaAdapters:
         self._by_name: dict[str, Any] = {}
         for name, path in named:
             if not Path(path).is_file():
-                raise ModelNotFoundError(f"no GGUF adapter file at {path} (for --lora {name})")
+                raise ModelNotFoundError(f"no GGUF adapter file at {path} (adapter {name!r})")
             ptr = lib.llama_adapter_lora_init(model, str(path).encode())
             if not ptr:
                 raise ModelFormatError(f"llama.cpp could not load the LoRA adapter {path} on this model")

@@ -169,7 +169,7 @@ def load_named_adapters(model: Any, named: Sequence[tuple[str, str]]) -> Any:
         raise MissingDependencyError.for_extra("peft", "hf") from exc
     for name, path in named:
         if not (Path(path) / "adapter_config.json").is_file():
-            raise ModelNotFoundError(f"no PEFT adapter at {path} (for --lora {name})")
+            raise ModelNotFoundError(f"no PEFT adapter at {path} (adapter {name!r})")
     try:
         first, *rest = named
         model = PeftModel.from_pretrained(model, first[1], adapter_name=first[0])
