@@ -76,24 +76,43 @@ def _has_text(choice: Any) -> bool:
     return any(isinstance(delta.get(k), str) and delta[k] for k in TEXT_FIELDS)
 
 
-def feed_sse_line(state: StreamState, line: str, now: float) -> bool:
-    """Apply one SSE line; True when the stream is over (``[DONE]`` or an error event)."""
+@dataclass(frozen=True)
+class SseEvent:
+    """One ``data:`` line of an OpenAI stream: the end, an error (which ends it too), or a chunk."""
+
+    done: bool
+    chunk: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def parse_sse_line(line: str) -> SseEvent | None:
+    """None for a line that carries nothing (comments, keep-alives, a non-object payload)."""
     if not line.startswith("data:"):
-        return False
+        return None
     payload = line[5:].strip()
     if payload == "[DONE]":
-        return True
+        return SseEvent(done=True)
     try:
         obj = json.loads(payload)
     except json.JSONDecodeError:
-        state.error = f"unparseable stream event: {payload[:120]!r}"
-        return True
+        return SseEvent(done=True, error=f"unparseable stream event: {payload[:120]!r}")
     if not isinstance(obj, dict):
-        return False
+        return None
     if "error" in obj:
         err = obj["error"]
-        state.error = str(err.get("message", err) if isinstance(err, dict) else err)
-        return True
+        return SseEvent(done=True, error=str(err.get("message", err) if isinstance(err, dict) else err))
+    return SseEvent(done=False, chunk=obj)
+
+
+def feed_sse_line(state: StreamState, line: str, now: float) -> bool:
+    """Apply one SSE line; True when the stream is over (``[DONE]`` or an error event)."""
+    event = parse_sse_line(line)
+    if event is None:
+        return False
+    if event.chunk is None:
+        state.error = event.error or state.error
+        return event.done
+    obj = event.chunk
     choices = obj.get("choices") or []
     if any(_has_text(c) for c in choices):
         state.chunk_times.append(now)

@@ -7,13 +7,12 @@ evaluation needs the text and lets the model stop where it wants.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from qwenkit.bench.runner_http import HttpTarget
+from qwenkit.bench.runner_http import HttpTarget, parse_sse_line
 from qwenkit.bench.runner_inprocess import InProcessTarget
 from qwenkit.bench.target import TargetInfo
 from qwenkit.engine.params import ChatParams
@@ -103,20 +102,13 @@ class _Collected:
 
 def _feed(state: _Collected, line: str, now: float) -> bool:
     """Apply one SSE line of a chat stream; True at its end."""
-    if not line.startswith("data:"):
+    event = parse_sse_line(line)
+    if event is None:
         return False
-    payload = line[5:].strip()
-    if payload == "[DONE]":
-        return True
-    try:
-        obj = json.loads(payload)
-    except json.JSONDecodeError:
-        state.error = f"unparseable stream event: {payload[:120]!r}"
-        return True
-    if "error" in obj:
-        err = obj["error"]
-        state.error = str(err.get("message", err) if isinstance(err, dict) else err)
-        return True
+    if event.chunk is None:
+        state.error = event.error or state.error
+        return event.done
+    obj = event.chunk
     for choice in obj.get("choices") or []:
         delta = choice.get("delta") or {}
         content, reasoning = delta.get("content"), delta.get("reasoning_content") or delta.get("reasoning")
