@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from qwenkit.bench.report import BenchReport
 from qwenkit.bench.stats import LevelSummary
@@ -20,8 +21,9 @@ def _series(report: BenchReport) -> dict[int, list[LevelSummary]]:
     return {p: sorted(levels, key=lambda s: s.concurrency) for p, levels in by_prompt.items()}
 
 
-def write_plot(report: BenchReport, path: Path) -> None:
-    """Left: total output tok/s (solid) and per-request decode tok/s (dashed); right: TTFT p50/p95."""
+def pyplot_for(path: Path, extra: str) -> Any:
+    """matplotlib's pyplot on the file-only backend, once ``path`` is known to name a PNG; a missing
+    matplotlib names the extra (``bench``, ``eval``) that installs it."""
     if path.suffix.lower() != ".png":
         raise UsageError(f"--plot must name a .png file, got {path}", param="plot")
     try:
@@ -30,7 +32,13 @@ def write_plot(report: BenchReport, path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise MissingDependencyError.for_extra("matplotlib", "bench") from None
+        raise MissingDependencyError.for_extra("matplotlib", extra) from None
+    return plt
+
+
+def write_plot(report: BenchReport, path: Path) -> None:
+    """Left: total output tok/s (solid) and per-request decode tok/s (dashed); right: TTFT p50/p95."""
+    plt = pyplot_for(path, "bench")
     fig, (speed, ttft) = plt.subplots(1, 2, figsize=(11, 4.2))
     for prompt, levels in _series(report).items():
         xs = [s.concurrency for s in levels]

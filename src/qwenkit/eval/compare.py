@@ -16,7 +16,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from qwenkit.errors import MissingDependencyError, UsageError
+from qwenkit.bench.plot import pyplot_for
+from qwenkit.errors import UsageError
 from qwenkit.eval.report import REPORT_KIND
 from qwenkit.eval.scoring import Estimate, mcnemar
 
@@ -135,15 +136,7 @@ def print_comparison(comparison: Comparison, console: Console) -> None:
 
 def write_comparison_plot(comparison: Comparison, path: Path) -> None:
     """Left: score against total tok/s; right: score against model file size; 95 % intervals as bars."""
-    if path.suffix.lower() != ".png":
-        raise UsageError(f"--plot must name a .png file, got {path}", param="plot")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError.for_extra("matplotlib", "eval") from None
+    plt = pyplot_for(path, "eval")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     xs_of = (lambda r: r.aggregate_tps, lambda r: r.model_file_bytes and r.model_file_bytes / 2**20)
     for ax, x_of, xlabel in zip(axes, xs_of, ("total output tok/s", "model file (MiB)"), strict=True):

@@ -13,7 +13,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from qwenkit.errors import MissingDependencyError, UsageError
+from qwenkit.bench.plot import pyplot_for
+from qwenkit.errors import UsageError
 from qwenkit.eval.report import EvalReport
 from qwenkit.eval.scoring import Estimate
 
@@ -62,15 +63,7 @@ def print_sweep(sweep: Sweep, console: Console) -> None:
 
 def write_sweep_plot(sweep: Sweep, path: Path) -> None:
     """Score (with its interval) and tokens per answer against the budget, on a symlog axis."""
-    if path.suffix.lower() != ".png":
-        raise UsageError(f"--plot must name a .png file, got {path}", param="plot")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MissingDependencyError.for_extra("matplotlib", "eval") from None
+    plt = pyplot_for(path, "eval")
     xs = [p.budget or 0 for p in sweep.points]
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ys = [100 * p.score.value for p in sweep.points]
