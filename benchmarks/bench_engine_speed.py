@@ -30,17 +30,18 @@ from qwenkit.engine.llamacpp import LlamaCppBackend
 from qwenkit.engine.types import BackendOptions, SamplingParams
 
 SHORT = {"streams": (1, 4, 8, 16), "prompt": 32, "tokens": 64}
-LONG = {"streams": 8, "prompt": 2000, "tokens": 32}
+LONG = {"streams": 8, "prompt": 2000, "tokens": 32, "extra": 64}
 LAYOUTS = {"unified": True, "per-sequence": False}
 
 
-def ours_rate(backend: LlamaCppBackend, prompts: list[list[int]], n_tokens: int) -> float:
-    """Aggregate decode tokens/second once every stream has its first token, as the reference counts:
-    only tokens that arrive after the last first token (long prompts are prefilled one after another,
-    so early streams decode while later ones still prefill; those tokens are not counted). One asyncio
-    loop reads every stream, as ``qwenkit serve`` does: a thread per stream would take the cores from
-    llama.cpp's workers at each token."""
-    params = SamplingParams(temperature=0.0, max_tokens=n_tokens, ignore_eos=True)
+def ours_rate(backend: LlamaCppBackend, prompts: list[list[int]], n_tokens: int, extra: int = 0) -> float:
+    """Aggregate decode tokens/second while every stream decodes, as the reference counts: only tokens
+    that arrive after the last first token and no later than the first stream's last one. Long prompts
+    are prefilled a batch at a time, so early streams start decoding while later ones still prefill;
+    ``extra`` more tokens per stream keep all of them decoding together long enough to measure. One
+    asyncio loop reads every stream, as ``qwenkit serve`` does: a thread per stream would take the
+    cores from llama.cpp's workers at each token."""
+    params = SamplingParams(temperature=0.0, max_tokens=n_tokens + extra, ignore_eos=True)
     handles = [backend.submit(p, params) for p in prompts]
 
     async def arrivals(handle: Any) -> list[float]:
@@ -51,8 +52,13 @@ def ours_rate(backend: LlamaCppBackend, prompts: list[list[int]], n_tokens: int)
 
     times = asyncio.run(read_all())
     start = max(t[0] for t in times)
-    end = max(t[-1] for t in times)
-    return sum(1 for t in times for x in t if x > start) / (end - start)
+    if not extra:  # every stream started in one step and ends in one: count to the very last token
+        return sum(1 for t in times for x in t if x > start) / (max(t[-1] for t in times) - start)
+    end = min(t[-1] for t in times)
+    counted = sum(1 for t in times for x in t if start < x <= end)
+    if counted < len(prompts) * (n_tokens - 1):
+        raise SystemExit(f"only {counted} tokens decoded with every stream running; raise the extra tokens")
+    return counted / (end - start)
 
 
 def prompts_for(tokenize: Any, n: int, length: int, salt: int) -> list[list[int]]:
@@ -65,14 +71,14 @@ def prompts_for(tokenize: Any, n: int, length: int, salt: int) -> list[list[int]
 
 
 def one_rate(kind: str, model: str, threads: int, unified: bool, n: int, prompt: int, tokens: int,
-             context: int, salt: int) -> float:  # fmt: skip
+             context: int, salt: int, extra: int = 0) -> float:  # fmt: skip
     """One measurement, ours or the reference, in this process (which ``measure`` makes fresh)."""
     options = BackendOptions(context=context, parallel=max(4, n), threads=threads, kv_unified=unified)
     backend = LlamaCppBackend.load(model, options)
     batch = prompts_for(backend.tokenizer.encode_text, n, prompt, salt)
     if kind == "ours":
         try:
-            return ours_rate(backend, batch, tokens)
+            return ours_rate(backend, batch, tokens, extra)
         finally:
             backend.close()
     backend.close()
@@ -84,14 +90,14 @@ def one_rate(kind: str, model: str, threads: int, unified: bool, n: int, prompt:
 
 
 def measure(model: str, threads: int, unified: bool, n: int, prompt: int, tokens: int, repeats: int,
-            context: int) -> dict[str, Any]:  # fmt: skip
+            context: int, extra: int = 0) -> dict[str, Any]:  # fmt: skip
     """Ours and the reference alternate, each in a fresh process: llama.cpp's OpenMP workers belong to
     the thread that decodes (ours: the engine thread; the reference: the main thread), and a process
     holding two such pools runs both slower (measured: 4 streams at 51 instead of 69 tok/s)."""
     ours, ref = [], []
     for rep in range(repeats):
         for kind, out in (("ours", ours), ("reference", ref)):
-            spec = [kind, model, threads, unified, n, prompt, tokens, context, rep]
+            spec = [kind, model, threads, unified, n, prompt, tokens, context, rep, extra]
             done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], check=True,
                                   capture_output=True, text=True)  # fmt: skip
             out.append(float(done.stdout.strip().splitlines()[-1]))
@@ -162,8 +168,9 @@ def main() -> None:
 
 
 def measure_long(args: argparse.Namespace, name: str, unified: bool) -> dict[str, Any]:
+    need = LONG["prompt"] + LONG["tokens"] + LONG["extra"] + 16
     got = measure(args.model, args.threads, unified, LONG["streams"], LONG["prompt"], LONG["tokens"],
-                  args.repeats, max(args.context, LONG["prompt"] + LONG["tokens"] + 16))  # fmt: skip
+                  args.repeats, max(args.context, need), LONG["extra"])  # fmt: skip
     print(f"{name:12s} 8 x 2000: ours {got['ours_median']:.1f}, raw {got['reference_median']:.1f}")
     return got
 

@@ -36,7 +36,6 @@ N_BATCH = 512  # tokens per llama_decode
 # prefix be shared between busy slots without copying.
 KV_UNIFIED = True
 WARM_UP_TOKENS = 32
-PREFILL_CHUNK_WHILE_DECODING = 128  # prompt tokens per step while other streams wait for theirs
 
 
 @dataclass
@@ -235,7 +234,10 @@ class LlamaCppRunner:
             seq.pending = seq.pending[len(tokens) :]
             n = self._fill(n, seq, tokens, logits_last=not seq.pending)
             plan.append(_Planned(seq, tokens, prefill=False))
-        budget = N_BATCH - n if not plan else min(PREFILL_CHUNK_WHILE_DECODING, N_BATCH - n)
+        # Prompts fill what the decoding tokens leave of the batch, as llama-server and vLLM's chunked
+        # prefill do: a waiting stream's first token comes sooner, the batch is fuller, and decoding
+        # streams still get a token every step (one step is at most N_BATCH tokens).
+        budget = N_BATCH - n
         for seq in prefilling:
             if budget <= 0:
                 break
