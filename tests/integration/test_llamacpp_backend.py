@@ -338,3 +338,28 @@ def test_closed_backend_rejects_work(real_model_path: Path) -> None:
         b.submit([1, 2], GREEDY)
     with pytest.raises(UsageError):
         b.tokenizer.encode_text("x")
+
+
+def test_default_threads_adapt_and_chosen_threads_stay(
+    real_model_path: Path, backend: LlamaCppBackend
+) -> None:
+    """--threads keeps what the user chose; the default count is the tuner's, applied to llama.cpp."""
+    from qwenkit.engine.llama_lib import llama_lib
+    from qwenkit.engine.llamacpp import LlamaCppRunner, default_threads
+
+    assert isinstance(backend.runner, LlamaCppRunner) and backend.runner.threads is None
+    lib = llama_lib()
+    with LlamaCppBackend.load(real_model_path, BackendOptions(context=256, parallel=1)) as adaptive:
+        runner = adaptive.runner
+        assert isinstance(runner, LlamaCppRunner)
+        tuner = runner.threads
+        if default_threads() == 1:
+            assert tuner is None
+            return
+        assert tuner is not None and tuner.most == default_threads()
+        tuner.apply(1)
+        assert lib.llama_n_threads(runner._ctx) == 1
+        prompt = adaptive.tokenizer.encode_text("Count: one, two, three,")
+        assert len(run(adaptive, prompt, dataclasses.replace(GREEDY, max_tokens=8, ignore_eos=True))) == 8
+        tuner.apply(tuner.most)
+        assert lib.llama_n_threads(runner._ctx) == tuner.most

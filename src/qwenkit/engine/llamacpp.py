@@ -23,6 +23,7 @@ from qwenkit.engine.core import EngineCore
 from qwenkit.engine.llama_adapters import LlamaAdapters
 from qwenkit.engine.llama_lib import llama_lib
 from qwenkit.engine.llama_sampling import SequenceSampler, check_grammar, logits_row, token_logprobs
+from qwenkit.engine.llama_threads import ThreadTuner
 from qwenkit.engine.llama_tokenizer import LlamaTokenizer
 from qwenkit.engine.prefix import Placement, SlotView, place
 from qwenkit.engine.sequence import Sequence
@@ -103,6 +104,11 @@ class LlamaCppRunner:
         self._vocab = lib.llama_model_get_vocab(model)
         self._batch = lib.llama_batch_init(N_BATCH, 0, 1)
         self._slots = [_SlotCache() for _ in range(options.parallel)]
+        # The user's --threads is kept as given; the default adapts to a busy machine.
+        most = default_threads()
+        self.threads: ThreadTuner | None = None
+        if options.threads is None and most > 1:
+            self.threads = ThreadTuner(most, lambda n: lib.llama_set_n_threads(ctx, n, n))
 
     @classmethod
     def load(cls, path: str | Path, options: BackendOptions) -> LlamaCppRunner:
@@ -205,9 +211,12 @@ class LlamaCppRunner:
             return []
         if self.adapters:
             self.adapters.apply(self._ctx, seqs[0].params.adapter)
+        began = time.perf_counter()
         status = self._lib.llama_decode(self._ctx, self._batch)
         if status != 0:
             raise QwenkitError(f"llama_decode failed with status {status}")
+        if self.threads is not None and not any(item.prefill for item in plan):
+            self.threads.observe(self._batch.n_tokens, time.perf_counter() - began)
         due = []
         for item in plan:
             self._slots[item.seq.slot].kv_tokens.extend(item.tokens)
