@@ -175,13 +175,20 @@ def test_report_compares_types_against_the_source(converted: tuple[Path, Path], 
     assert len(table_rows(report)) == 4
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """A job started in the background by a non-interactive shell (``make test &``, nohup) inherits
+    SIGINT ignored, and so would this child: Python then installs no KeyboardInterrupt handler and the
+    interrupt is lost. A user's Ctrl-C reaches a process in the foreground, with the default action."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_an_interrupted_convert_leaves_no_file(converted: tuple[Path, Path], tmp_path: Path) -> None:
     """Ctrl-C while llama.cpp's converter runs: the converter is stopped, nothing is left behind."""
     ckpt, _ = converted
     out = tmp_path / "out.gguf"
     proc = subprocess.Popen(
         [sys.executable, "-m", "qwenkit", "convert", str(ckpt), "-o", str(out), "-q"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal,
     )  # fmt: skip
     parent = psutil.Process(proc.pid)
 

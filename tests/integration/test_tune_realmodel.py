@@ -18,7 +18,8 @@ from _serve_process import serve_process
 from qwenkit.finetune.config import TuneConfig
 from qwenkit.finetune.run import TuneResult, tune_config
 
-pytestmark = [pytest.mark.slow, pytest.mark.realmodel]
+# The module's training run is its first test's setup: about 5 minutes on 2 free cores, 15 when busy.
+pytestmark = [pytest.mark.slow, pytest.mark.realmodel, pytest.mark.timeout(2400)]
 
 PPL_BOUND = 1.20  # perplexity on unrelated text may rise by less than 20% (measured: x1.128)
 QUESTIONS = [[{"role": "user", "content": q}] for q in HELD_OUT]
