@@ -10,6 +10,7 @@ were within NEAR_TIE nats (tests/_greedy.py), as a rounding difference could fli
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -204,15 +205,23 @@ def test_an_interrupted_convert_leaves_no_file(converted: tuple[Path, Path], tmp
                 continue
         return found
 
-    deadline = time.monotonic() + 300
-    while not (converter := converters()) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert converter, "the converter subprocess never started"
-    for child in converter:  # it must not finish before the interrupt, however slow the machine is
-        child.suspend()
-    os.kill(proc.pid, signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    converter: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 300
+        while not (converter := converters()) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert converter, "the converter subprocess never started"
+        for child in converter:  # it must not finish before the interrupt, however slow the machine is
+            child.suspend()
+        os.kill(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        survivors = [c for c in converter if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    finally:  # a failed run leaves no suspended converter behind
+        proc.kill()
+        for child in converter:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
     assert proc.returncode == 130 and stderr.strip().splitlines()[-1] == "aborted", stderr
     assert "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
-    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in converter)
+    assert survivors == []  # qwenkit stopped its converter on the way out
