@@ -6,6 +6,7 @@ from __future__ import annotations
 from qwenkit.engine.llama_threads import (
     FIRST_FEWER_AT,
     RETRY_MORE_EVERY,
+    RETRY_MORE_FIRST,
     WINDOW,
     ThreadTuner,
 )
@@ -89,3 +90,20 @@ def test_a_trial_is_abandoned_when_the_batch_size_changes() -> None:
     assert tuner.current == 1
     machine.step(tuner, batch=5)  # another batch size is no comparison
     assert tuner.current == 2
+
+
+def test_a_move_to_fewer_threads_on_a_passing_disturbance_is_short() -> None:
+    machine = Machine(QUIET, BUSY)
+    tuner = tuner_on(machine)
+    for _ in range(5 * WINDOW):
+        machine.step(tuner)
+    machine.is_busy = True
+    for _ in range(WINDOW):  # one disturbed window on 2 threads
+        machine.step(tuner)
+    machine.is_busy = False  # gone before 1 thread is tried, which then looks faster
+    for _ in range(WINDOW):
+        machine.step(tuner)
+    assert tuner.current == 1
+    for _ in range(RETRY_MORE_FIRST + 2 * WINDOW):
+        machine.step(tuner)
+    assert tuner.current == 2 and machine.applied == [1, 2]

@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 
 WINDOW = 6  # decode steps of one batch size per measurement
 SLOWDOWN = 1.6  # a count is slowed when a window's median exceeds its best window by this factor
-GAIN = 1.1  # a tried count is kept when it is this much faster than the one it replaced
-RETRY_MORE_EVERY = 240  # decode steps on fewer threads between tries of more (and after any trial)
+GAIN_FEWER = 1.25  # fewer threads are kept only when this much faster than the slowed count
+RETRY_MORE_FIRST = 48  # decode steps on fewer threads before the first try of more: a wrong move is short
+RETRY_MORE_EVERY = 240  # the most steps between tries of more (doubling from the first); and after any trial
 FIRST_FEWER_AT = 480  # without a slowdown, the first try of fewer: the machine may be busy from the start
 RETRY_FEWER_EVERY = 2400  # later tries of fewer without a slowdown (each costs a few slower steps)
 
@@ -50,6 +51,7 @@ class ThreadTuner:
     _tried: bool = field(default=False, init=False)
     _steps: int = field(default=0, init=False)  # decode steps observed
     _last_trial: int = field(default=0, init=False)  # the step at which the last trial ended
+    _more_after: int = field(default=RETRY_MORE_FIRST, init=False)  # steps on fewer before trying more
 
     def __post_init__(self) -> None:
         self.current = self.most
@@ -60,7 +62,7 @@ class ThreadTuner:
         if key != self._window_key:
             self._window_key, self._window = key, []
             if self._trial is not None and batch != self._trial.batch:  # not comparable: go back
-                self._end_trial(keep=False)
+                self._end_trial(None)
                 return
         self._window.append(seconds)
         if len(self._window) < WINDOW:
@@ -70,10 +72,10 @@ class ThreadTuner:
         best = self._best.get(key)
         self._best[key] = now if best is None else min(best, now)
         if self._trial is not None:
-            self._end_trial(keep=now * GAIN < self._trial.previous_median, now=now)
+            self._end_trial(now)
         elif self.current > 1 and self._fewer_is_due(now, best):
             self._begin(max(1, self.current // 2), now, batch)
-        elif self.current < self.most and self._since_trial() >= RETRY_MORE_EVERY:
+        elif self.current < self.most and self._since_trial() >= self._more_after:
             self._begin(min(self.most, self.current * 2), now, batch)
 
     def _since_trial(self) -> int:
@@ -90,15 +92,23 @@ class ThreadTuner:
         self._trial, self._tried = _Trial(self.current, previous_median, batch), True
         self._switch(threads)
 
-    def _end_trial(self, *, keep: bool, now: float = 0.0) -> None:
+    def _end_trial(self, now: float | None) -> None:
+        """Keep the tried count if its window (``now``; None: abandoned) beat the one before it: by
+        GAIN_FEWER for fewer threads, by anything for more (all threads are the normal state)."""
         trial = self._trial
         assert trial is not None
         self._trial = None
         self._last_trial = self._steps
+        more = self.current > trial.previous
+        keep = now is not None and now * (1.0 if more else GAIN_FEWER) < trial.previous_median
+        if not more and keep:
+            self._more_after = RETRY_MORE_FIRST  # a new move to fewer: check it again soon
+        elif more and not keep:
+            self._more_after = min(RETRY_MORE_EVERY, 2 * self._more_after)
         if keep:
             log.info(
                 "decode steps of %d tokens take %.0f ms on %d threads against %.0f ms on %d: keeping %d",
-                trial.batch, now * 1000, self.current, trial.previous_median * 1000, trial.previous,
+                trial.batch, (now or 0.0) * 1000, self.current, trial.previous_median * 1000, trial.previous,
                 self.current,
             )  # fmt: skip
         else:
