@@ -13,24 +13,10 @@ import argparse
 import json
 import resource
 import tempfile
-import time
 from pathlib import Path
 
-from _common import DEFAULT_MODEL, filler_text, machine, write_result
-
-
-def _data(path: Path, n: int, words: int) -> Path:
-    rows = [
-        {
-            "messages": [
-                {"role": "user", "content": filler_text(words, seed=i)},
-                {"role": "assistant", "content": filler_text(words, seed=1000 + i)},
-            ]
-        }
-        for i in range(n)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+from _common import DEFAULT_MODEL, machine, write_result
+from _tune_common import speed_fields, train
 
 
 def main() -> None:
@@ -42,20 +28,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     args = parser.parse_args()
 
-    from qwenkit.finetune.config import TuneConfig
-    from qwenkit.finetune.run import tune_config
-
     with tempfile.TemporaryDirectory() as tmp:
-        data = _data(Path(tmp) / "d.jsonl", args.steps * args.batch_size, args.words)
-        config = TuneConfig.build({
-            "base": str(args.model), "data": data, "output": Path(tmp) / "out", "max_steps": args.steps,
-            "batch_size": args.batch_size, "lora_r": args.lora_r, "replay": 0, "probe": False,
-            "eval_fraction": 0.0, "save_every": args.steps,
-        })  # fmt: skip
-        start = time.perf_counter()
-        result = tune_config(config, say=print)
-        wall = time.perf_counter() - start
-    history = result.history
+        result, wall = train(args.model, Path(tmp), args.steps, args.batch_size, args.words, args.lora_r)
     payload = {
         "machine": machine(),
         "model": str(args.model),
@@ -64,13 +38,8 @@ def main() -> None:
         "steps": args.steps,
         "batch_size": args.batch_size,
         "lora_r": args.lora_r,
-        "train_tokens": history.tokens,
-        "train_seconds": round(history.seconds, 2),
-        "train_tokens_per_second": round(history.tokens_per_second, 1),
-        "seconds_per_step": round(history.seconds / args.steps, 2),
-        "wall_seconds_with_load_and_save": round(wall, 1),
+        **speed_fields(result.history, args.steps, wall),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-        "final_loss": history.loss[-1] if history.loss else None,
     }
     print(json.dumps(payload, indent=2))
     print(write_result("tune_cpu", payload))

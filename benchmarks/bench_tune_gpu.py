@@ -17,11 +17,11 @@ import importlib.util
 import json
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from _common import filler_text, machine, write_result
+from _common import machine, write_result
+from _tune_common import speed_fields, train
 
 CATALOG_ID = "qwen2.5-coder-1.5b-instruct"
 
@@ -60,20 +60,6 @@ def build_random_model(out: Path, catalog_id: str = CATALOG_ID) -> Path:
     return out
 
 
-def _data(path: Path, n: int, words: int) -> Path:
-    rows = [
-        {
-            "messages": [
-                {"role": "user", "content": filler_text(words, seed=i)},
-                {"role": "assistant", "content": filler_text(words, seed=1000 + i)},
-            ]
-        }
-        for i in range(n)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 def _gpu() -> dict[str, Any]:
     import torch
 
@@ -96,23 +82,14 @@ def main() -> None:
 
     import torch
 
-    from qwenkit.finetune.config import TuneConfig
-    from qwenkit.finetune.run import tune_config
-
     gpu = _gpu()
     with tempfile.TemporaryDirectory() as tmp:
         base = build_random_model(Path(tmp) / "model", args.catalog_id)
-        data = _data(Path(tmp) / "d.jsonl", args.steps * args.batch_size, args.words)
-        config = TuneConfig.build({
-            "base": str(base), "data": data, "output": Path(tmp) / "out", "max_steps": args.steps,
-            "batch_size": args.batch_size, "lora_r": args.lora_r, "replay": 0, "probe": False,
-            "eval_fraction": 0.0, "save_every": args.steps, "device": "cuda", "qlora": not args.no_qlora,
-        })  # fmt: skip
         torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
-        result = tune_config(config, say=print)
-        wall = time.perf_counter() - start
-    history = result.history
+        result, wall = train(
+            base, Path(tmp), args.steps, args.batch_size, args.words, args.lora_r,
+            device="cuda", qlora=not args.no_qlora,
+        )  # fmt: skip
     payload = {
         "machine": machine(),
         "gpu": gpu,
@@ -122,11 +99,7 @@ def main() -> None:
         "steps": args.steps,
         "batch_size": args.batch_size,
         "lora_r": args.lora_r,
-        "train_tokens": history.tokens,
-        "train_seconds": round(history.seconds, 2),
-        "train_tokens_per_second": round(history.tokens_per_second, 1),
-        "seconds_per_step": round(history.seconds / args.steps, 3),
-        "wall_seconds_with_load_and_save": round(wall, 1),
+        **speed_fields(result.history, args.steps, wall),
         "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
     }
     print(json.dumps(payload, indent=2))
