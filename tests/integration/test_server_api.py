@@ -17,6 +17,7 @@ import openai
 import pytest
 from _server_harness import LiveServer, live_server
 
+from qwenkit.chat import encode_chat
 from qwenkit.engine.llm import LLM, load
 
 pytestmark = pytest.mark.slow
@@ -192,6 +193,27 @@ def test_tokenize_uses_injection_safe_encoding(server: LiveServer, tiny_llm: LLM
     plain = http.post("/tokenize", json={"prompt": "hello world", "return_token_strs": True}).json()
     assert "".join(plain["token_strs"]) == "hello world"
     assert http.post("/detokenize", json={"tokens": plain["tokens"]}).json() == {"prompt": "hello world"}
+
+
+def test_continue_final_message_prefills_the_answer(
+    client: openai.OpenAI, server: LiveServer, tiny_llm: LLM
+) -> None:
+    """vLLM's ``continue_final_message``: the answer goes on from the pre-filled assistant text."""
+    messages = [*USER, {"role": "assistant", "content": "Hi th"}]
+    http = httpx.Client(base_url=server.base_url, timeout=30)
+    body = {"messages": messages, "continue_final_message": True, "add_generation_prompt": False}
+    tokens = http.post("/tokenize", json=body).json()["tokens"]
+    assert tokens == list(encode_chat(messages, tiny_llm.tokenizer, continue_final_message=True).ids)
+    options = {"max_tokens": 3, "temperature": 0.0}
+    extra = {"continue_final_message": True, "ignore_eos": True}
+    out = client.chat.completions.create(model=MODEL, messages=messages, extra_body=extra, **options)
+    assert out.usage is not None and out.usage.prompt_tokens == len(tokens)
+    local = tiny_llm.chat(messages, continue_final_message=True, ignore_eos=True, **options)
+    assert out.choices[0].message.content == local.content
+    refused = http.post(
+        "/v1/chat/completions", json={"model": MODEL, "messages": USER, "continue_final_message": True}
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "messages"
 
 
 def test_probes_and_metrics(server: LiveServer) -> None:

@@ -12,7 +12,8 @@ from qwenkit.eval.targets import Answer, GenSettings
 
 
 class ScriptedTarget:
-    """Answers each question by the first word of its last message found in ``answers``."""
+    """Answers each question (its last user message) from ``answers``; records what it was asked and
+    the pre-filled openings it was given to continue."""
 
     def __init__(self, answers: Mapping[str, str], *, fail: Sequence[str] = ()) -> None:
         self.info = TargetInfo(kind="scripted", model="scripted-model")
@@ -20,9 +21,12 @@ class ScriptedTarget:
         self.fail = set(fail)
         self.asked: list[str] = []
         self.settings: list[GenSettings] = []
+        self.prefills: list[str] = []
 
     async def answer(self, messages: Sequence[Mapping[str, Any]], settings: GenSettings) -> Answer:
-        question = str(messages[-1]["content"])
+        question = str([m for m in messages if m["role"] == "user"][-1]["content"])
+        if messages[-1]["role"] == "assistant":
+            self.prefills.append(str(messages[-1]["content"]))
         self.asked.append(question)
         self.settings.append(settings)
         if question in self.fail:

@@ -52,6 +52,7 @@ PAR = {
 T1 = {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 21, "sky": "clear"}'}
 T2 = {"role": "tool", "tool_call_id": "c2", "content": "rain, 12°C"}
 
+CONTINUE: dict[str, Any] = {"continue_final_message": True, "add_generation_prompt": False}
 # (id, messages given to encode_chat, messages given to transformers or None for the same, tools, kwargs)
 CASES: list[tuple[str, list[Any], list[Any] | None, list[Any] | None, dict[str, Any]]] = [
     ("user", [U], None, None, {}),
@@ -159,6 +160,22 @@ CASES: list[tuple[str, list[Any], list[Any] | None, list[Any] | None, dict[str, 
         {},
     ),
     ("tool-result-first-turn-thinking-off", [U, CALL, T1], None, [WEATHER], {"enable_thinking": False}),
+    # A pre-filled answer (vLLM's and transformers' continue_final_message): the final turn stays open.
+    ("continue-final", [U, {"role": "assistant", "content": "The capital is"}], None, None, CONTINUE),
+    (
+        "continue-final-code-fence",
+        [S, U, A, U2, {"role": "assistant", "content": "Here it is:\n```python\n"}],
+        None,
+        None,
+        CONTINUE,
+    ),
+    (
+        "continue-final-with-reasoning",
+        [U, {"role": "assistant", "content": "Par", "reasoning_content": "Easy."}],
+        None,
+        None,
+        CONTINUE,
+    ),
 ]
 
 

@@ -71,6 +71,16 @@ def test_without_thinking_settings_nothing_extra_is_sent() -> None:
     assert "chat_template_kwargs" not in server.bodies[0] and "thinking_budget" not in server.bodies[0]
 
 
+def test_a_prefilled_answer_asks_the_server_to_continue_it() -> None:
+    server = Server(sse([delta("x", finish="stop"), {"choices": [], "usage": {"completion_tokens": 1}}]))
+    target = HttpEvalTarget("http://eval.test:1/v1")
+    body = target.answer_body([*MESSAGES, {"role": "assistant", "content": "```python\n"}], GenSettings(16))
+    assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
+    assert body["messages"][-1] == {"role": "assistant", "content": "```python\n"}
+    answer(server, GenSettings(16))
+    assert "continue_final_message" not in server.bodies[0]
+
+
 def test_a_server_error_is_an_answer_error_not_a_crash() -> None:
     got = answer(Server(b"", status=503), GenSettings(16))
     assert got.error is not None and got.error.startswith("HTTP 503")

@@ -16,6 +16,7 @@ from qwenkit.eval.runner import EvalConfig, header, run_task
 from qwenkit.eval.sandbox import SandboxLimits
 from qwenkit.eval.targets import Answer
 from qwenkit.eval.tasks import Task, make_task
+from qwenkit.eval.tasks.humaneval import RESPONSE_PREFIX
 
 RIGHT = {"q0": r"\boxed{3}", "q1": r"so \boxed{\frac{8}{2}}", "q2": "It is 7.", "q3": r"\boxed{100}"}
 
@@ -73,7 +74,7 @@ def test_resume_refuses_a_file_from_another_run(gsm8k: Task, tmp_path: Path) -> 
 
 
 def test_humaneval_answers_run_against_the_problem_tests() -> None:
-    task = make_task("humaneval", limits=SandboxLimits(timeout=5, cpu_seconds=3))
+    task = make_task("humaneval", limits=SandboxLimits(timeout=5, cpu_seconds=3), prefill=False)
     items = task.items()[:2]
     prompts = [str(i.messages[-1]["content"]) for i in items]
     good = (
@@ -90,6 +91,37 @@ def test_humaneval_answers_run_against_the_problem_tests() -> None:
     assert report.scores["pass@1"].value == 0.5
     assert report.failures == {"sandbox refused os.system": 1}
     assert report.sandbox in ("network namespace", "sockets refused (no namespace here)")
+
+
+def test_a_prefilled_answer_is_continued_and_graded_whole(tmp_path: Path) -> None:
+    """EvalPlus's opening is sent for the model to continue; the code after it is what runs."""
+    task = make_task("humaneval", limits=SandboxLimits(timeout=5, cpu_seconds=3))
+    item = task.items()[0]
+    assert item.prefill == RESPONSE_PREFIX
+    assert item.prompt_hash != make_task("humaneval", prefill=False).items()[0].prompt_hash
+    continuation = (
+        "from typing import List\n\n\n"
+        "def has_close_elements(numbers: List[float], threshold: float) -> bool:\n"
+        "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n"
+        "```\n\nIt compares every pair once."
+    )
+    target = ScriptedTarget({str(item.messages[-1]["content"]): continuation})
+    out = tmp_path / "r.jsonl"
+    report = run(target, task, EvalConfig(out=out), limit=1)
+    assert target.prefills == [RESPONSE_PREFIX]
+    assert report.items == {"HumanEval/0": 1.0}
+    _, records = read_results(out)
+    assert records[0].answer == RESPONSE_PREFIX + continuation
+    assert (records[0].extracted or "").startswith("from typing import List")
+
+
+def test_a_thinking_model_gets_no_prefill() -> None:
+    """A continued Qwen3 answer follows an empty reasoning block: thinking runs answer from scratch."""
+    task = make_task("humaneval", limits=SandboxLimits(timeout=5, cpu_seconds=3))
+    item = task.items()[0]
+    target = ScriptedTarget({str(item.messages[-1]["content"]): "```python\nx = 1\n```"})
+    report = run(target, task, EvalConfig(thinking=True), limit=1)
+    assert target.prefills == [] and report.items == {"HumanEval/0": 0.0}
 
 
 class EvenSeedsRight(ScriptedTarget):

@@ -29,7 +29,7 @@ from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.errors import TemplateError, UsageError
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
-TURN_START = "<|im_start|>"
+TURN_START, TURN_END = "<|im_start|>", "<|im_end|>"
 # Qwen3's soft switches, written at the start of a message or after whitespace.
 SOFT_SWITCHES: Mapping[str, bool] = {"/think": True, "/no_think": False}
 _SWITCH_RE = re.compile(r"(?:^|(?<=\s))(/no_think|/think)(?![\w/])")
@@ -272,6 +272,23 @@ def _opens_reasoning(controls: Sequence[str], add_generation_prompt: bool) -> bo
     return bool(marks) and marks[-1] == THINK_OPEN
 
 
+def _open_final_turn(plain: str, msgs: Sequence[Message]) -> int:
+    """Where a continued prompt ends: just before the closing ``<|im_end|>`` of the final assistant
+    message. Caller text is protected in ``plain``, so both markers found here are the template's."""
+    final = msgs[-1] if msgs else None
+    if final is None or final.role != "assistant":
+        raise UsageError(
+            "continue_final_message needs the last message to be the assistant's (the text to continue)",
+            param="messages",
+        )
+    if final.tool_calls:
+        raise UsageError("an assistant message with tool_calls cannot be continued", param="messages")
+    start, end = plain.rfind(TURN_START), plain.rfind(TURN_END)
+    if start < 0 or end < start or not plain.startswith(f"{TURN_START}assistant", start):
+        raise TemplateError("this chat template ends an assistant turn in a way that cannot be continued")
+    return end
+
+
 def _token_ranges(indices: Iterable[int]) -> tuple[tuple[int, int], ...]:
     return tuple(merge_ranges((i, i + 1) for i in indices))
 
@@ -300,14 +317,20 @@ def encode_chat(
     tools: Sequence[Any] | None = None,
     enable_thinking: bool | None = None,
     add_generation_prompt: bool = True,
+    continue_final_message: bool = False,
     template: str | None = None,
 ) -> EncodedPrompt:
     """Render ``messages`` with the model's chat template (or a built-in one) and tokenize the prompt.
 
     ``template`` is a built-in name (``qwen2.5``, ``qwen3``), Jinja source, or None for the tokenizer's own.
+    ``continue_final_message`` (vLLM's and transformers' name) leaves the final assistant message open,
+    so the model goes on from its last character (a pre-filled answer); it implies no generation prompt.
     """
-    if not isinstance(add_generation_prompt, bool):
-        raise UsageError("add_generation_prompt must be a boolean", param="add_generation_prompt")
+    for name, flag in (("add_generation_prompt", add_generation_prompt),
+                       ("continue_final_message", continue_final_message)):
+        if not isinstance(flag, bool):
+            raise UsageError(f"{name} must be a boolean", param=name)
+    add_generation_prompt = add_generation_prompt and not continue_final_message
     msgs = normalize_messages(messages)
     specs = normalize_tools(tools)
     source = resolve_template(template, tokenizer)
@@ -322,6 +345,10 @@ def encode_chat(
         extra["enable_thinking"] = enable_thinking
     plain = render(source, {**_variables(msgs, specs, codec, marked=False), **extra})
     caller = _caller_chars(source, msgs, specs, codec, extra, plain)
+    if continue_final_message:
+        cut = _open_final_turn(plain, msgs)
+        plain = plain[:cut]
+        caller = None if caller is None else [(a, min(b, cut)) for a, b in caller if a < cut]
 
     ids, caller_idx, controls = _encode(plain, codec, caller, tokenizer)
     return EncodedPrompt(

@@ -14,6 +14,10 @@ from qwenkit.cli.load_options import REF_HELP, BackendOption, ThreadsOption, con
 from qwenkit.errors import UsageError
 
 THINKING = {"on": True, "off": False}
+PREFILL_HELP = (
+    "humaneval: pre-fill the answer's opening, as EvalPlus does (a server must continue a final assistant "
+    "message: qwenkit, vLLM, llama.cpp and Ollama do)"
+)
 
 
 def _thinking(value: str | None) -> bool | None:
@@ -66,6 +70,7 @@ def eval_command(
     thinking: str | None = typer.Option(None, "--thinking", help="on or off (Qwen3)"),
     thinking_budget: str | None = typer.Option(None, "--thinking-budget",
                                                help="reasoning tokens; a list (0,256,1024) sweeps them"),
+    prefill: bool = typer.Option(True, "--prefill/--no-prefill", help=PREFILL_HELP),
     timeout: float = typer.Option(10.0, "--timeout", min=0.5, max=600.0, help="seconds per program run"),
     seed: int = typer.Option(0, "--seed", help="sampling seed of the first sample"),
     out: Path | None = typer.Option(None, "--out", help="per-item results (JSON Lines)"),
@@ -94,7 +99,7 @@ def eval_command(
         ref=names[0] if names else None, url=url, api_key=api_key, served_model=served_model, task=task,
         data=data, limit=limit, samples=samples, temperature=temperature, max_tokens=max_tokens,
         concurrency=concurrency, thinking=_thinking(thinking), budgets=_budgets(thinking_budget),
-        timeout=timeout, seed=seed, out=out, resume=resume, json_out=json_out, plot=plot, backend=backend,
-        context=context, threads=threads,
+        prefill=prefill, timeout=timeout, seed=seed, out=out, resume=resume, json_out=json_out, plot=plot,
+        backend=backend, context=context, threads=threads,
     )
     run_eval_command(request, console, err_console)

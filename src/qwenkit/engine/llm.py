@@ -219,6 +219,7 @@ class LLM:
             self.tokenizer,
             tools=list(params.offered_tools) if params.offered_tools else None,
             enable_thinking=enable,
+            continue_final_message=params.continue_final_message,
             template=self._template,
         )
 

@@ -84,6 +84,7 @@ class ChatParams:
     ignore_eos: bool = False
     extra_stop_token_ids: frozenset[int] = field(default_factory=frozenset)
     adapter: str | None = None  # a LoRA adapter the backend serves by name; None: the base model
+    continue_final_message: bool = False  # the answer goes on from the final (assistant) message
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", validate_stops(self.stop))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,15 +87,29 @@ async def open_target(spec: TargetSpec, *, parallel: int, context: int, progress
     return InProcessEvalTarget(loaded.llm, loaded.info)
 
 
-def _record(item: Item, sample: int, budget: int | None, answer: Answer, task: Task) -> ItemRecord:
+def opening(item: Item, settings: GenSettings) -> str:
+    """The pre-filled start of the answer, unless the model thinks first: a continued Qwen3 answer
+    comes after an empty reasoning block, so a pre-fill would switch thinking off."""
+    return "" if settings.thinking else item.prefill
+
+
+def _sent(item: Item, prefill: str) -> tuple[Mapping[str, str], ...]:
+    return (*item.messages, {"role": "assistant", "content": prefill}) if prefill else item.messages
+
+
+def _record(
+    item: Item, sample: int, budget: int | None, answer: Answer, task: Task, prefill: str
+) -> ItemRecord:
+    """One graded answer; a pre-filled opening counts as the answer's start (the record keeps both)."""
+    text = prefill + answer.content
     if answer.error is not None:
         correct, reason, extracted = False, f"generation failed: {answer.error}", None
     else:
-        grade = task.grade(item, answer.content)
+        grade = task.grade(item, text)
         correct, reason, extracted = grade.correct, grade.reason, grade.extracted
     return ItemRecord(
         item=item.id, sample=sample, prompt_hash=item.prompt_hash, thinking_budget=budget, correct=correct,
-        reason=reason, answer=answer.content, reasoning=answer.reasoning, extracted=extracted,
+        reason=reason, answer=text, reasoning=answer.reasoning, extracted=extracted,
         prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
         reasoning_tokens=answer.reasoning_tokens, seconds=round(answer.seconds, 4),
         decode_tps=answer.decode_tps, finish_reason=answer.finish_reason, error=answer.error,
@@ -108,10 +122,12 @@ async def answer_all(target: EvalTarget, task: Task, jobs: Sequence[tuple[Item, 
 
     async def one(item: Item, sample: int) -> ItemRecord:
         seed = None if config.temperature == 0 else config.seed + sample
+        prefill = opening(item, settings)
         async with gate:
-            answer = await target.answer(item.messages, settings.with_seed(seed))
+            answer = await target.answer(_sent(item, prefill), settings.with_seed(seed))
         async with graders:
-            record = await asyncio.to_thread(_record, item, sample, settings.thinking_budget, answer, task)
+            record = await asyncio.to_thread(_record, item, sample, settings.thinking_budget, answer, task,
+                                             prefill)
         store.add(record)
         progress.advance()
         return record

@@ -35,6 +35,7 @@ class EvalRequest:
     concurrency: int
     thinking: bool | None
     budgets: tuple[int | None, ...]
+    prefill: bool
     timeout: float
     seed: int
     out: Path | None
@@ -48,7 +49,7 @@ class EvalRequest:
 
 def _run(request: EvalRequest, show_progress: bool, err_console: Console) -> list[EvalReport]:
     limits = SandboxLimits(timeout=request.timeout, cpu_seconds=max(1, int(request.timeout)))
-    task = make_task(request.task, request.data, limits)
+    task = make_task(request.task, request.data, limits, prefill=request.prefill)
     task.items()  # a bad --data fails here, before a model is loaded
     check_out(request.out, request.resume)
     if request.ref is None and request.url is None:

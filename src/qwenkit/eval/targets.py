@@ -55,6 +55,11 @@ class Answer:
     error: str | None = None
 
 
+def continues(messages: ChatMessages) -> bool:
+    """A final assistant message is a pre-filled answer, to be continued (not answered)."""
+    return bool(messages) and messages[-1].get("role") == "assistant"
+
+
 class EvalTarget(Protocol):
     info: TargetInfo
 
@@ -74,6 +79,7 @@ class InProcessEvalTarget(InProcessTarget):
             max_tokens=settings.max_tokens,
             enable_thinking=settings.thinking,
             thinking_budget=settings.thinking_budget,
+            continue_final_message=continues(messages),
         )
         start = time.perf_counter()
         try:
@@ -124,7 +130,9 @@ def _feed(state: _Collected, line: str, now: float) -> bool:
 
 class HttpEvalTarget(HttpTarget):
     """Any OpenAI-compatible server; thinking controls go as ``chat_template_kwargs`` (vLLM, llama.cpp,
-    qwenkit) and qwenkit's ``thinking_budget``."""
+    qwenkit) and qwenkit's ``thinking_budget``. A pre-filled answer goes as the final assistant message
+    with vLLM's ``continue_final_message`` (qwenkit and vLLM read it; llama-server and Ollama continue a
+    final assistant message by themselves)."""
 
     def answer_body(self, messages: ChatMessages, settings: GenSettings) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -135,6 +143,8 @@ class HttpEvalTarget(HttpTarget):
             body["chat_template_kwargs"] = {"enable_thinking": settings.thinking}
         if settings.thinking_budget is not None:
             body["thinking_budget"] = settings.thinking_budget
+        if continues(messages):
+            body["continue_final_message"], body["add_generation_prompt"] = True, False
         return body
 
     async def answer(self, messages: ChatMessages, settings: GenSettings) -> Answer:

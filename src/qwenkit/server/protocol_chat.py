@@ -134,6 +134,7 @@ class ChatCompletionRequest(SamplingFields):
     chat_template_kwargs: dict[str, Any] | None = None
     enable_thinking: bool | None = None
     thinking_budget: int | None = Field(default=None, ge=0)
+    continue_final_message: bool = False  # vLLM's: go on from the final assistant message (a pre-fill)
 
 
 class FunctionCall(Response):
@@ -231,6 +232,7 @@ class TokenizeRequest(StrictRequest):
         default=None, min_length=1
     )
     add_generation_prompt: bool = True
+    continue_final_message: bool = False
     add_special_tokens: bool = True
     tools: list[ToolDef] | None = Field(default=None, max_length=MAX_TOOLS)
     enable_thinking: bool | None = None

@@ -101,6 +101,7 @@ def chat_params(
         logprobs=req.logprobs,
         top_logprobs=req.top_logprobs or 0,
         grammar=constraint.grammar,
+        continue_final_message=req.continue_final_message,
     )
 
 

@@ -37,6 +37,7 @@ async def tokenize(body: TokenizeRequest, request: Request) -> TokenizeResponse:
             tools=None if body.tools is None else [t.model_dump(exclude_none=True) for t in body.tools],
             enable_thinking=body.enable_thinking,
             add_generation_prompt=body.add_generation_prompt,
+            continue_final_message=body.continue_final_message,
             template=llm.template,  # the template the model was loaded with
         )
         ids = list(encoded.ids)

@@ -26,16 +26,21 @@ class Metric(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Item:
-    """One problem: its id, the chat messages sent, and what grading needs (tests, the answer)."""
+    """One problem: its id, the chat messages sent, and what grading needs (tests, the answer).
+
+    ``prefill`` is the start of the answer, written for the model: it is sent as a final assistant
+    message that the model continues (unless it thinks first), and graded as part of the answer."""
 
     id: str
     messages: tuple[Mapping[str, str], ...]
     reference: Mapping[str, Any]
+    prefill: str = ""
 
     @property
     def prompt_hash(self) -> str:
-        """sha256 of the messages: a resumed run redoes an item whose prompt changed."""
-        text = json.dumps(list(self.messages), sort_keys=True, ensure_ascii=False)
+        """sha256 of the messages and pre-fill: a resumed run redoes an item whose prompt changed."""
+        sent = [*self.messages, *([{"role": "assistant", "content": self.prefill}] if self.prefill else [])]
+        text = json.dumps(list(sent), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 

