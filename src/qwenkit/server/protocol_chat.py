@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from qwenkit.engine.sampling import SamplingOptions
 from qwenkit.engine.stops import MAX_STOP_LENGTH, MAX_STOP_STRINGS
@@ -23,6 +24,10 @@ from qwenkit.server.protocol_common import (
 )
 
 MAX_MESSAGES = 4096
+# vLLM's pre-fill flag: the answer goes on from the final message, which must be the assistant's. JSON
+# Schema cannot say "the last item of messages", so the field stays out of the published schema (a
+# fuzzer would send it with any messages); it is documented in the README.
+ContinueFinal = SkipJsonSchema[bool]
 MAX_TOOLS = 128
 StopText = Annotated[str, Field(min_length=1, max_length=MAX_STOP_LENGTH)]
 StopList = Annotated[list[StopText], Field(max_length=MAX_STOP_STRINGS)]
@@ -134,7 +139,7 @@ class ChatCompletionRequest(SamplingFields):
     chat_template_kwargs: dict[str, Any] | None = None
     enable_thinking: bool | None = None
     thinking_budget: int | None = Field(default=None, ge=0)
-    continue_final_message: bool = False  # vLLM's: go on from the final assistant message (a pre-fill)
+    continue_final_message: ContinueFinal = False
 
 
 class FunctionCall(Response):
@@ -232,7 +237,7 @@ class TokenizeRequest(StrictRequest):
         default=None, min_length=1
     )
     add_generation_prompt: bool = True
-    continue_final_message: bool = False
+    continue_final_message: ContinueFinal = False
     add_special_tokens: bool = True
     tools: list[ToolDef] | None = Field(default=None, max_length=MAX_TOOLS)
     enable_thinking: bool | None = None
