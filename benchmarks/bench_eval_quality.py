@@ -20,7 +20,6 @@ depend on timing).
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -28,6 +27,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from qwenkit.eval.results import read_results
 
 RESULTS = Path(__file__).parent / "results" / "eval"
 CACHE = Path.home() / ".cache" / "qwenkit-test-models"
@@ -108,8 +109,8 @@ def serve_while(command: list[str]) -> int:
 def verdict_differences(a: str, b: str) -> list[str]:
     """Items whose verdict differs between two results files (for the agreement stage's table)."""
     def verdicts(name: str) -> dict[str, bool]:
-        lines = (RESULTS / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[1:]
-        return {(r := json.loads(line))["item"]: r["correct"] for line in lines if line.strip()}
+        _, records = read_results(RESULTS / f"{name}.jsonl")
+        return {r.item: r.correct for r in records}
 
     first, second = verdicts(a), verdicts(b)
     return sorted(i for i in first.keys() & second.keys() if first[i] != second[i])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,10 +93,6 @@ def opening(item: Item, settings: GenSettings) -> str:
     return "" if settings.thinking else item.prefill
 
 
-def _sent(item: Item, prefill: str) -> tuple[Mapping[str, str], ...]:
-    return (*item.messages, {"role": "assistant", "content": prefill}) if prefill else item.messages
-
-
 def _record(
     item: Item, sample: int, budget: int | None, answer: Answer, task: Task, prefill: str
 ) -> ItemRecord:
@@ -124,7 +120,7 @@ async def answer_all(target: EvalTarget, task: Task, jobs: Sequence[tuple[Item, 
         seed = None if config.temperature == 0 else config.seed + sample
         prefill = opening(item, settings)
         async with gate:
-            answer = await target.answer(_sent(item, prefill), settings.with_seed(seed))
+            answer = await target.answer(item.conversation(prefill), settings.with_seed(seed))
         async with graders:
             record = await asyncio.to_thread(_record, item, sample, settings.thinking_budget, answer, task,
                                              prefill)

@@ -36,11 +36,14 @@ class Item:
     reference: Mapping[str, Any]
     prefill: str = ""
 
+    def conversation(self, prefill: str) -> tuple[Mapping[str, str], ...]:
+        """The messages sent, ending with ``prefill`` as the assistant message to continue (if any)."""
+        return (*self.messages, {"role": "assistant", "content": prefill}) if prefill else self.messages
+
     @property
     def prompt_hash(self) -> str:
         """sha256 of the messages and pre-fill: a resumed run redoes an item whose prompt changed."""
-        sent = [*self.messages, *([{"role": "assistant", "content": self.prefill}] if self.prefill else [])]
-        text = json.dumps(list(sent), sort_keys=True, ensure_ascii=False)
+        text = json.dumps(list(self.conversation(self.prefill)), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
