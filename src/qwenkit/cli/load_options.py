@@ -48,7 +48,7 @@ def check_backend(name: str | None) -> str | None:
     return name
 
 
-def backend_option(default: str | None = "auto", help: str = "auto, llamacpp or transformers") -> Any:
+def backend_option(default: str | None = "auto", help: str = "auto, llamacpp, transformers or vllm") -> Any:
     return typer.Option(default, "--backend", help=help, callback=check_backend)
 
 

@@ -11,12 +11,14 @@ import typer
 
 from qwenkit.cli.app import app
 from qwenkit.cli.load_options import BACKEND_NAMES, THREADS_HELP, backend_option
+from qwenkit.engine.registry import check_vllm_settings
 from qwenkit.errors import MissingDependencyError, UsageError
 
 if TYPE_CHECKING:
     from qwenkit.server.settings import ServerSettings
 
 _REF_HELP = "model to serve: catalog id[:quant], Hub repo id, directory or .gguf (default: the default model)"
+_VLLM = "vLLM (--backend vllm)"
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
@@ -54,7 +56,7 @@ def serve(
     ref: str | None = typer.Argument(None, help=_REF_HELP, show_default=False),
     host: str | None = typer.Option(None, help="address to bind (default: 127.0.0.1)"),
     port: int | None = typer.Option(None, help="port to listen on (default: 8000)"),
-    backend: str | None = backend_option(None, "auto, llamacpp or transformers (default: auto)"),
+    backend: str | None = backend_option(None, "auto, llamacpp, transformers or vllm (default: auto)"),
     parallel: int | None = typer.Option(None, help="sequences decoded together (default: 4)"),
     context: int | None = typer.Option(None, help="context length in tokens (default: 4096)"),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
@@ -75,6 +77,26 @@ def serve(
     ),
     drain_timeout: float | None = typer.Option(
         None, help="seconds to finish requests on SIGTERM (default: 30)"
+    ),
+    tensor_parallel_size: int | None = typer.Option(
+        None, help="vllm: GPUs each layer is split across (divides the heads)", rich_help_panel=_VLLM
+    ),
+    pipeline_parallel_size: int | None = typer.Option(
+        None, help="vllm: stages the layers are split into (one per node)", rich_help_panel=_VLLM
+    ),
+    data_parallel_size: int | None = typer.Option(None, help="vllm: model copies", rich_help_panel=_VLLM),
+    distributed_executor: str | None = typer.Option(
+        None, help="vllm: mp (this machine) or ray (a cluster)", rich_help_panel=_VLLM
+    ),
+    gpu_memory_utilization: float | None = typer.Option(
+        None, help="vllm: share of each GPU's memory it may take (default: 0.9)", rich_help_panel=_VLLM
+    ),
+    quantization: str | None = typer.Option(
+        None, help="vllm: awq, gptq or fp8 (default: what the checkpoint says)", rich_help_panel=_VLLM
+    ),
+    enable_prefix_caching: bool | None = typer.Option(
+        None, "--enable-prefix-caching/--no-enable-prefix-caching", help="vllm: reuse cached prompt prefixes",
+        rich_help_panel=_VLLM,
     ),
 ) -> None:
     """Serve a model with OpenAI's API (chat, completions, models, tokenize) until SIGTERM."""
@@ -99,8 +121,16 @@ def serve(
         log_level=log_level,
         request_timeout=request_timeout,
         drain_timeout=drain_timeout,
+        tensor_parallel_size=tensor_parallel_size,
+        pipeline_parallel_size=pipeline_parallel_size,
+        data_parallel_size=data_parallel_size,
+        distributed_executor=distributed_executor,
+        gpu_memory_utilization=gpu_memory_utilization,
+        quantization=quantization,
+        enable_prefix_caching=enable_prefix_caching,
     )
     if settings.backend not in BACKEND_NAMES:  # from the environment or the config file
         known = ", ".join(BACKEND_NAMES)
         raise UsageError(f"unknown backend {settings.backend!r}; choose one of: {known}", param="backend")
+    check_vllm_settings(settings.backend, settings.vllm_settings)  # before anything loads
     serve_until_stopped(settings, announce)

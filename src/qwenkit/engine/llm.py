@@ -29,7 +29,7 @@ from qwenkit.engine.params import (
     fallback_defaults,
     resolve_sampling,
 )
-from qwenkit.engine.registry import choose_backend
+from qwenkit.engine.registry import check_options, choose_backend
 from qwenkit.engine.types import Backend, BackendOptions, GenerationHandle, SamplingParams
 from qwenkit.errors import ContextLengthError
 
@@ -354,6 +354,7 @@ def load(
     local = ensure_local(resolve(ref or DEFAULT_MODEL), progress=progress)
     entry = choose_backend(backend, local.format)
     opts = BackendOptions(context=context, threads=threads, parallel=parallel, **options)
+    check_options(entry, opts)
     loaded = entry.loader()(local.path, opts)
     return LLM(loaded, facts_for(loaded.tokenizer, local.path, local.variant), template=template)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qwenkit.engine.types import Backend, BackendKind, BackendOptions
+from qwenkit.engine.vllm_settings import VllmSettings
 from qwenkit.errors import MissingDependencyError, UsageError
 from qwenkit.models.ref import ModelFormat
 
@@ -49,6 +50,15 @@ BACKENDS: dict[BackendKind, BackendEntry] = {
         "hf",
         frozenset({ModelFormat.GGUF, ModelFormat.SAFETENSORS}),
     ),
+    # Last: ``auto`` never picks it (GPU serving is asked for by name, or recommended by ``select``).
+    BackendKind.VLLM: BackendEntry(
+        BackendKind.VLLM,
+        "qwenkit.engine.vllm",
+        "VllmBackend",
+        "vllm",
+        "vllm",
+        frozenset({ModelFormat.SAFETENSORS}),
+    ),
 }
 BACKEND_CHOICES = (AUTO, *(kind.value for kind in BACKENDS))
 
@@ -63,6 +73,21 @@ def backend_kind(name: str) -> BackendKind | None:
         raise UsageError(
             f"unknown backend {name!r}; choose one of: {', '.join(BACKEND_CHOICES)}", param="backend"
         ) from None
+
+
+def check_options(entry: BackendEntry, options: BackendOptions) -> None:
+    """Settings only vLLM honours are refused elsewhere, rather than silently ignored."""
+    check_vllm_settings(entry.kind.value, options.vllm)
+
+
+def check_vllm_settings(backend: str, settings: VllmSettings | None) -> None:
+    """The same rule for a ``--backend`` value, before anything is loaded (``auto`` never picks vLLM)."""
+    if backend != BackendKind.VLLM.value and settings is not None and not settings.is_default:
+        raise UsageError(
+            f"parallelism, GPU memory and quantization settings are vLLM's; the {backend} backend "
+            "would ignore them (add --backend vllm)",
+            param="backend",
+        )
 
 
 def choose_backend(name: str, model_format: ModelFormat) -> BackendEntry:

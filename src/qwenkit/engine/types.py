@@ -13,6 +13,7 @@ from enum import Enum, Flag, auto
 from typing import Protocol, runtime_checkable
 
 from qwenkit.chat.tokenizer import Tokenizer
+from qwenkit.engine.vllm_settings import VllmSettings
 from qwenkit.errors import UsageError
 
 
@@ -149,13 +150,18 @@ class BackendKind(str, Enum):
 
     LLAMACPP = "llamacpp"
     TRANSFORMERS = "transformers"
+    VLLM = "vllm"
 
     @property
     def display(self) -> str:
         return _DISPLAY[self]
 
 
-_DISPLAY = {BackendKind.LLAMACPP: "llama.cpp", BackendKind.TRANSFORMERS: "transformers"}
+_DISPLAY = {
+    BackendKind.LLAMACPP: "llama.cpp",
+    BackendKind.TRANSFORMERS: "transformers",
+    BackendKind.VLLM: "vLLM",
+}
 
 
 class Capability(Flag):
@@ -215,6 +221,8 @@ class BackendOptions:
     # llama.cpp: one KV cell pool shared by every sequence (True), or a KV stream per sequence (False);
     # None: the backend's measured default.
     kv_unified: bool | None = None
+    # vLLM only: parallelism, GPU memory share, quantization, prefix caching. None: vLLM's defaults.
+    vllm: VllmSettings | None = None
 
     def __post_init__(self) -> None:
         if self.context < MIN_CONTEXT:

@@ -55,6 +55,7 @@ def load_model(settings: ServerSettings) -> LLM:
         max_queue=MAX_SEQUENCES,
         progress=False,
         lora=settings.lora_pairs,
+        vllm=settings.vllm_settings,
     )
 
 

