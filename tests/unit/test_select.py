@@ -203,13 +203,15 @@ def test_bad_input_is_a_usage_error(capsys, args, fragment):
     assert fragment in capsys.readouterr().err
 
 
-def test_planning_for_cuda_offers_transformers_formats_only():
+def test_planning_for_cuda_offers_vllm_for_bf16_text_and_transformers_for_bitsandbytes():
     req = resolve_request("chat", "cuda", "24GB", 8192, _cpu_hw())
     sel = select(load_catalog().all(), req)
     assert sel.fits
     for rec in sel.recommendations:
-        assert rec.option.backend == "transformers"
         assert rec.option.quant.name in {"bf16", "int8", "nf4"}  # fp8 needs a known compute capability >= 8.9
+        expected = "vllm" if rec.option.quant.name == "bf16" else "transformers"
+        assert rec.option.backend == expected, rec
+        assert ("qwenkit[vllm]" in rec.why) == (expected == "vllm")
         assert rec.memory.peak <= 24 * GB
 
 

@@ -4,9 +4,10 @@ Two registries drive it. ``TASKS`` (``catalog/tasks.py``): a task's preference t
 Qwen3-Coder, Qwen2.5-Coder, then Qwen3.5/Qwen3; hard reasoning -> a thinking model; vision ->
 Qwen3-VL and Qwen3.5; ...).
 ``DEVICE_FORMATS``: which weight formats and backend a device runs a variant in (CPU: GGUF quants
-on llama.cpp for text, transformers bf16 when images or audio go in; CUDA: bf16/fp8/int8/nf4 on
-transformers). A variant gets the best-quality format that fits the memory budget at a usable
-speed; variants are ranked by tier, then by size (bigger is better once it fits and is fast enough).
+on llama.cpp for text, transformers bf16 when images or audio go in; CUDA: bf16/fp8 on vLLM for
+text, int8/nf4 and media on transformers). A variant gets the best-quality format that fits the memory
+budget at a usable speed; variants are ranked by tier, then by size (bigger is better once it fits
+and is fast enough).
 """
 
 from __future__ import annotations
@@ -90,10 +91,16 @@ def _cpu_options(v: Variant, compute_capability: tuple[int, int] | None, media: 
     return [FormatOption(QUANTS[q], "llamacpp", q in official) for q in names]
 
 
+# On GPUs, text models serve best on vLLM (paged KV, continuous batching, FP8 kernels); bitsandbytes
+# int8 / nf4 and images or audio go to transformers (qwenkit's vLLM path is text-only).
+_VLLM_QUANTS = frozenset({"bf16", "fp8"})
+
+
 def _cuda_options(v: Variant, compute_capability: tuple[int, int] | None, media: bool) -> list[FormatOption]:
     cc = compute_capability or (0, 0)
+    text = not media and v.specialisation not in _MEDIA_SPECIALISATIONS
     return [
-        FormatOption(QUANTS[q], "transformers", q == "bf16")
+        FormatOption(QUANTS[q], "vllm" if text and q in _VLLM_QUANTS else "transformers", q == "bf16")
         for q in CUDA_HF_LADDER
         if cc >= QUANTS[q].min_compute_capability  # unknown GPU: nothing that needs a newer one
     ]
@@ -231,6 +238,8 @@ def _why(rec: Recommendation, device: str) -> str:
         parts.append("already on this machine")
     elif rec.option.backend == "llamacpp" and not rec.option.official:
         parts.append(f"no official {rec.option.quant.label} GGUF: convert with llama.cpp")
+    if rec.option.backend == "vllm":
+        parts.append("vLLM: pip install 'qwenkit[vllm]'")
     if rec.option.backend == "transformers" and device == "cpu":
         parts.append("llama.cpp path is text-only here, so transformers on CPU (slow)")
     if not rec.usable:
