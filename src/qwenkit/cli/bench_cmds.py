@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from qwenkit.errors import MissingDependencyError, UsageError
 if TYPE_CHECKING:
     from qwenkit.bench.report import BenchReport
 
+_CLUSTER = "Cluster plan (--cluster)"
 STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
 VERDICT_STYLE = {"healthy": "bold green", "degraded": "bold yellow", "unhealthy": "bold red"}
 
@@ -44,8 +45,11 @@ def _compare(files: tuple[Path, Path]) -> None:
 
 @app.command()
 def bench(
-    ref: str | None = typer.Argument(None, help=f"model to load in-process: {REF_HELP}; with --url: "
-                                                  "the served model's file, for the roofline only"),
+    ref: str | None = typer.Argument(
+        None,
+        help=f"model to load in-process: {REF_HELP}; with --url: "
+        "the served model's file, for the roofline only",
+    ),
     url: str | None = typer.Option(None, "--url", help="benchmark this OpenAI-compatible server instead"),
     api_key: str | None = typer.Option(None, "--api-key", envvar="QWENKIT_BENCH_API_KEY", help="server key"),
     served_model: str | None = typer.Option(None, "--model", help="model name to send (default: the first)"),
@@ -79,10 +83,23 @@ def bench(
     workload = Workload(
         concurrency=parse_int_list(concurrency, "concurrency"),
         prompt_tokens=parse_int_list(prompt_tokens, "prompt_tokens"),
-        output_tokens=output_tokens, requests=requests, warmup=warmup, temperature=temperature, seed=seed,
+        output_tokens=output_tokens,
+        requests=requests,
+        warmup=warmup,
+        temperature=temperature,
+        seed=seed,
     )
-    config = BenchConfig(workload, ref=ref, url=url, api_key=api_key, served_model=served_model,
-                         backend=backend, context=context, threads=threads, bandwidth=roofline)
+    config = BenchConfig(
+        workload,
+        ref=ref,
+        url=url,
+        api_key=api_key,
+        served_model=served_model,
+        backend=backend,
+        context=context,
+        threads=threads,
+        bandwidth=roofline,
+    )
     json_out, plot, implicit = _default_outputs(json_out, plot, save)
     to_stdout = json_out == "-"
     progress = NullProgress() if to_stdout else RichProgress(err_console)
@@ -122,14 +139,41 @@ def doctor(
     context: int = context_option(4096, "context to check the memory for"),
     generate: bool = typer.Option(True, "--generate/--no-generate", help="try a short generation"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object on stdout"),
+    cluster: bool = typer.Option(
+        False,
+        "--cluster",
+        help="plan a vLLM deployment over --nodes x --gpus-per-node GPUs instead",
+        rich_help_panel=_CLUSTER,
+    ),
+    nodes: int = typer.Option(1, min=1, help="nodes in the cluster", rich_help_panel=_CLUSTER),
+    gpus_per_node: int = typer.Option(8, min=1, help="GPUs in each node", rich_help_panel=_CLUSTER),
+    gpu_memory: str = typer.Option("80GB", help="memory of one GPU", rich_help_panel=_CLUSTER),
+    quant: str = typer.Option("bf16", help="weight format (bf16, fp8, awq, gptq)", rich_help_panel=_CLUSTER),
+    head: str = typer.Option(
+        "HEAD_IP", help="the head node's address, for the worker commands", rich_help_panel=_CLUSTER
+    ),
+    interface: str | None = typer.Option(
+        None, help="network interface for NCCL and Gloo (e.g. ib0)", rich_help_panel=_CLUSTER
+    ),
 ) -> int:
     """Check the environment, hardware, disk and model, and say whether qwenkit will work well here."""
+    if cluster:
+        return _plan_cluster(
+            ref, context, json_out, ClusterArgs(nodes, gpus_per_node, gpu_memory, quant, head, interface)
+        )
     from qwenkit.bench.doctor import DoctorState, run_doctor
     from qwenkit.bench.doctor_checks import CHECKS, cpu_flags
     from qwenkit.catalog.hardware import detect_hardware
 
-    state = DoctorState(ref=ref, explicit_ref=ref is not None, context=context, backend=backend,
-                        generate=generate, hardware=detect_hardware(), cpu_flags=cpu_flags())
+    state = DoctorState(
+        ref=ref,
+        explicit_ref=ref is not None,
+        context=context,
+        backend=backend,
+        generate=generate,
+        hardware=detect_hardware(),
+        cpu_flags=cpu_flags(),
+    )
     report = run_doctor(state, CHECKS)
     if json_out:
         sys.stdout.write(json.dumps(asdict(report), indent=2, default=str) + "\n")
@@ -146,3 +190,39 @@ def doctor(
     line = f"status: [{VERDICT_STYLE[verdict]}]{verdict}[/]"
     console.print(line + (f" - {report.reason}" if report.reason else ""), highlight=False, soft_wrap=True)
     return report.exit_code
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    nodes: int
+    gpus_per_node: int
+    gpu_memory: str
+    quant: str
+    head: str
+    interface: str | None
+
+
+def _plan_cluster(ref: str | None, context: int, json_out: bool, args: ClusterArgs) -> int:
+    """``doctor --cluster``: a catalog variant's TP x PP over the GPUs; exit 1 when it does not fit."""
+    from qwenkit.bench.cluster import ClusterRequest, plan_cluster, plan_lines
+    from qwenkit.catalog import load_catalog
+    from qwenkit.catalog.quant import get_quant
+    from qwenkit.catalog.select import parse_memory
+
+    if ref is None:
+        raise UsageError("--cluster plans a catalog model: name one (e.g. qwen2.5-72b-instruct)", param="ref")
+    request = ClusterRequest(
+        args.nodes,
+        args.gpus_per_node,
+        parse_memory(args.gpu_memory),
+        context=context,
+        head_address=args.head,
+        interface=args.interface,
+    )
+    plan = plan_cluster(load_catalog().get(ref), get_quant(args.quant), request)
+    if json_out:
+        print_json(asdict(plan))
+    else:
+        for line in plan_lines(plan):
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
+    return 0 if plan.fits else 1
