@@ -71,5 +71,5 @@ def test_doctor_cluster_exit_codes_and_json(capsys: pytest.CaptureFixture[str]) 
     assert main(["doctor", "qwen2.5-72b-instruct", "--cluster", "--gpus-per-node", "1"]) == 1
     assert "does NOT fit" in capsys.readouterr().out
     assert main(["doctor", "--cluster"]) == 2
-    assert "--cluster plans a catalog model" in capsys.readouterr().err
+    assert "a cluster plan is for a catalog model" in capsys.readouterr().err
     assert main(["doctor", "qwen2.5-72b-instruct", "--cluster", "--gpu-memory", "lots"]) == 2

@@ -210,7 +210,8 @@ def _plan_cluster(ref: str | None, context: int, json_out: bool, args: ClusterAr
     from qwenkit.catalog.select import parse_memory
 
     if ref is None:
-        raise UsageError("--cluster plans a catalog model: name one (e.g. qwen2.5-72b-instruct)", param="ref")
+        raise UsageError("a cluster plan is for a catalog model: name one (e.g. qwen2.5-72b-instruct)",
+                         param="ref")
     request = ClusterRequest(
         args.nodes,
         args.gpus_per_node,

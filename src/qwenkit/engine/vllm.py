@@ -112,7 +112,8 @@ class VllmBackend:
             )
         if options.adapters:
             raise UsageError(
-                "the vllm backend serves adapters by name (--lora name=path), it does not merge them",
+                "the vllm backend serves adapters by name (qwenkit serve --lora name=path); it does not "
+                "merge them",
                 param="adapters",
             )
         shape = CheckpointShape.read(model_dir)

@@ -177,13 +177,13 @@ def check_quantization(settings: VllmSettings, shape: CheckpointShape) -> None:
     have = shape.quant_method
     if have is None:
         raise UsageError(
-            f"--quantization {wanted.value} needs a {wanted.value.upper()} checkpoint (Qwen publishes "
+            f"quantization {wanted.value} needs a {wanted.value.upper()} checkpoint (Qwen publishes "
             f"them as ...-{wanted.value.upper()} repositories); this one has no quantization_config",
             param="quantization",
         )
     if not have.startswith(wanted.value):  # gptq also names gptq_marlin kernels
         raise UsageError(
-            f"--quantization {wanted.value}, but the checkpoint is quantized with {have}",
+            f"quantization {wanted.value} was asked for, but the checkpoint is quantized with {have}",
             param="quantization",
         )
 
