@@ -15,11 +15,15 @@ from dataclasses import dataclass, field
 from qwenkit.catalog.estimate import kv_cache_bytes, weight_bytes
 from qwenkit.catalog.quant import Quant
 from qwenkit.catalog.schema import Variant
-from qwenkit.engine.vllm_settings import CheckpointShape, VllmSettings, valid_tensor_parallel_sizes
+from qwenkit.engine.vllm_settings import (
+    RESERVE_BYTES,
+    CheckpointShape,
+    VllmSettings,
+    valid_tensor_parallel_sizes,
+)
 from qwenkit.errors import UsageError
 
 GIB = 1024**3
-RESERVE_BYTES = int(2.5 * GIB)  # per GPU: CUDA context, activation peak and CUDA graphs (vLLM's profile)
 RAY_PORT = 6379
 
 

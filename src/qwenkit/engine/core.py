@@ -28,8 +28,9 @@ from qwenkit.engine.types import (
     SamplingParams,
     TokenEvent,
     check_logit_bias,
+    check_prompt,
 )
-from qwenkit.errors import ContextLengthError, QwenkitError, UsageError
+from qwenkit.errors import QwenkitError, UsageError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -93,7 +94,7 @@ class EngineCore:
         """Queue one generation; its handle yields TokenEvents. Bad input raises here, never later."""
         if self._closed:
             raise UsageError("this backend has been closed")
-        prompt = self._checked_prompt(prompt_ids)
+        prompt = check_prompt(prompt_ids, self.runner.vocab_size, self.context_length)
         if params.grammar is not None and Capability.GRAMMAR not in self.capabilities:
             raise UsageError(
                 f"grammar-constrained sampling is not supported by the {self.kind.display} backend",
@@ -112,22 +113,6 @@ class EngineCore:
         self._scheduler.submit(Sequence(prompt, params, handle, params.stop_token_ids | eos))
         self._wake()
         return handle
-
-    def _checked_prompt(self, prompt_ids: Seq[int]) -> list[int]:
-        prompt = [int(t) for t in prompt_ids]
-        if not prompt:
-            raise UsageError("the prompt is empty", param="prompt")
-        bad = next((t for t in prompt if not 0 <= t < self.runner.vocab_size), None)
-        if bad is not None:
-            raise UsageError(f"prompt token id {bad} is outside the vocabulary", param="prompt")
-        if len(prompt) >= self.context_length:
-            raise ContextLengthError(
-                f"the prompt has {len(prompt)} tokens; the context holds {self.context_length} "
-                "including the answer",
-                param="messages",
-                hint="shorten the conversation or load the model with a larger --context",
-            )
-        return prompt
 
     def stats(self) -> EngineStats:
         running = len(self._scheduler.running())

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.engine.vllm_settings import VllmSettings
-from qwenkit.errors import UsageError
+from qwenkit.errors import ContextLengthError, UsageError
 
 
 class FinishReason(str, Enum):
@@ -42,6 +42,23 @@ def check_logit_bias(bias: Sequence[tuple[int, float]], vocab_size: int | None =
                 param="logit_bias",
             )
         _check_range(f"logit_bias[{token_id}]", value, -MAX_LOGIT_BIAS, MAX_LOGIT_BIAS)
+
+
+def check_prompt(prompt_ids: Sequence[int], vocab_size: int, context_length: int) -> list[int]:
+    """A prompt every backend can take: not empty, ids of the vocabulary, room left for an answer."""
+    prompt = [int(t) for t in prompt_ids]
+    if not prompt:
+        raise UsageError("the prompt is empty", param="prompt")
+    bad = next((t for t in prompt if not 0 <= t < vocab_size), None)
+    if bad is not None:
+        raise UsageError(f"prompt token id {bad} is outside the vocabulary", param="prompt")
+    if len(prompt) >= context_length:
+        raise ContextLengthError(
+            f"the prompt has {len(prompt)} tokens; the context holds {context_length} including the answer",
+            param="messages",
+            hint="shorten the conversation or load the model with a larger --context",
+        )
+    return prompt
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,11 @@ from qwenkit.engine.types import (
     SamplingParams,
     TokenEvent,
     check_logit_bias,
+    check_prompt,
 )
 from qwenkit.engine.vllm_settings import CheckpointShape, VllmSettings
 from qwenkit.engine.vllm_setup import engine_args, lora_requests
-from qwenkit.errors import ContextLengthError, ModelFormatError, OverloadedError, QwenkitError, UsageError
+from qwenkit.errors import ModelFormatError, OverloadedError, QwenkitError, UsageError
 
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.CANCELLED}
 
@@ -159,7 +160,7 @@ class VllmBackend:
         """Start one generation; bad input raises here, never later."""
         if self._closed:
             raise UsageError("this backend has been closed")
-        prompt = self._checked_prompt(prompt_ids)
+        prompt = check_prompt(prompt_ids, self._vocab_size, self.context_length)
         check_logit_bias(params.logit_bias, self._vocab_size)
         lora = None
         if params.adapter is not None:
@@ -184,22 +185,6 @@ class VllmBackend:
         """Run ``callback`` on vLLM's loop thread (a no-op once the loop is gone)."""
         if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(callback, *args)
-
-    def _checked_prompt(self, prompt_ids: Sequence[int]) -> list[int]:
-        prompt = [int(t) for t in prompt_ids]
-        if not prompt:
-            raise UsageError("the prompt is empty", param="prompt")
-        bad = next((t for t in prompt if not 0 <= t < self._vocab_size), None)
-        if bad is not None:
-            raise UsageError(f"prompt token id {bad} is outside the vocabulary", param="prompt")
-        if len(prompt) >= self.context_length:
-            raise ContextLengthError(
-                f"the prompt has {len(prompt)} tokens; the context holds {self.context_length} "
-                "including the answer",
-                param="messages",
-                hint="shorten the conversation or load the model with a larger --context",
-            )
-        return prompt
 
     def running(self) -> int:
         """Generations not yet finished (vLLM's own counters say how many of them it holds)."""

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from qwenkit.errors import ModelFormatError, UsageError
 
@@ -35,6 +35,8 @@ class VllmQuantization(str, Enum):
     FP8 = "fp8"  # also applied on the fly to a bf16 checkpoint (vLLM's dynamic FP8)
 
 
+# Per GPU, besides weights and KV cache: CUDA context, the activation peak and CUDA graphs (vLLM's profile).
+RESERVE_BYTES = int(2.5 * 1024**3)
 # Qwen's guide: YaRN with factor 4 takes a 32K model to 131,072 tokens; past that it is untested.
 MAX_YARN_FACTOR = 4.0
 
@@ -63,36 +65,39 @@ class VllmSettings:
             )
 
     @property
-    def workers(self) -> int:
-        """GPUs one model copy spans times the copies: what the cluster must hold."""
-        return self.tensor_parallel_size * self.pipeline_parallel_size * self.data_parallel_size
-
-    @property
     def is_default(self) -> bool:
         return self == VllmSettings()
 
 
-def parse_quantization(value: str | None) -> VllmQuantization | None:
+E = TypeVar("E", bound=Enum)
+
+
+def _parse_choice(kind: type[E], value: str | None, param: str, unknown: str) -> E | None:
+    """An enum member from a flag's text (any case); None when not given; ``unknown`` (formatted with
+    ``value`` and ``choices``) when it names none."""
     if value is None or value == "":
         return None
     try:
-        return VllmQuantization(value.lower())
+        return kind(value.lower())
     except ValueError:
-        choices = ", ".join(q.value for q in VllmQuantization)
-        raise UsageError(
-            f"unknown quantization {value!r}; vLLM serves: {choices}", param="quantization"
-        ) from None
+        choices = [str(member.value) for member in kind]
+        message = unknown.format(value=value, choices=", ".join(choices), either=" or ".join(choices))
+        raise UsageError(message, param=param) from None
+
+
+def parse_quantization(value: str | None) -> VllmQuantization | None:
+    return _parse_choice(
+        VllmQuantization, value, "quantization", "unknown quantization {value!r}; vLLM serves: {choices}"
+    )
 
 
 def parse_executor(value: str | None) -> DistributedExecutor | None:
-    if value is None or value == "":
-        return None
-    try:
-        return DistributedExecutor(value.lower())
-    except ValueError:
-        raise UsageError(
-            f"unknown distributed executor {value!r}; choose mp or ray", param="distributed_executor"
-        ) from None
+    return _parse_choice(
+        DistributedExecutor,
+        value,
+        "distributed_executor",
+        "unknown distributed executor {value!r}; choose {either}",
+    )
 
 
 @dataclass(frozen=True)

