@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,8 +66,6 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _torch_threads_restored() -> Iterator[None]:
     """``--threads`` sets torch's process-wide thread count; one test's 1 must not slow every later one."""
-    import sys
-
     torch = sys.modules.get("torch")
     before = torch.get_num_threads() if torch is not None else None
     yield
