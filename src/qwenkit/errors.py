@@ -59,6 +59,18 @@ class TemplateError(UsageError):
     code = "template_error"
 
 
+class ImageError(UsageError):
+    """An image in a request is not one qwenkit will read (format, size, corrupt data)."""
+
+    code = "invalid_image"
+
+
+class ImageFetchRefusedError(UsageError):
+    """An image URL was not fetched: fetching is off, or the URL, its address or its answer broke a rule."""
+
+    code = "image_fetch_refused"
+
+
 class ModelNotFoundError(QwenkitError):
     """A model reference names nothing known locally, in the catalog or on a reachable source."""
 
