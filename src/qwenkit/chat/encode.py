@@ -20,6 +20,7 @@ from qwenkit.chat.messages import (
     JSONValue,
     Message,
     ToolSpec,
+    image_positions,
     message_to_template,
     normalize_messages,
     normalize_tools,
@@ -27,6 +28,8 @@ from qwenkit.chat.messages import (
 from qwenkit.chat.template import TemplateFeatures, render, resolve_template, template_features
 from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.errors import TemplateError, UsageError
+
+VISION_START = "<|vision_start|>"  # Qwen-VL templates put each image between this and <|vision_end|>
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 TURN_START, TURN_END = "<|im_start|>", "<|im_end|>"
@@ -310,6 +313,20 @@ def _caller_chars(
     return codec.marked_spans(marked) if codec.unmark(marked) == plain else None
 
 
+def _refuse_images(msgs: Sequence[Message], source: str) -> None:
+    """No backend takes images yet: an image is refused by name rather than dropped from the prompt."""
+    positions = image_positions(msgs)
+    if not positions:
+        return
+    i, j = positions[0]
+    where = f"messages[{i}].content[{j}]"
+    if VISION_START in source:
+        message = "this is a vision model, but qwenkit does not pass images to its backends yet"
+    else:
+        message = "this model reads text only; images need a vision model (Qwen2.5-VL, Qwen3-VL)"
+    raise UsageError(f"{where}: {message}", param=where)
+
+
 def encode_chat(
     messages: Sequence[Any],
     tokenizer: Tokenizer,
@@ -334,6 +351,7 @@ def encode_chat(
     msgs = normalize_messages(messages)
     specs = normalize_tools(tools)
     source = resolve_template(template, tokenizer)
+    _refuse_images(msgs, source)
     features = template_features(source)
     if features.reads_reasoning:
         msgs = tuple(split_inline_reasoning(m) for m in msgs)

@@ -17,6 +17,7 @@ from qwenkit.errors import UsageError
 
 JSONValue: TypeAlias = Union[bool, int, float, str, list["JSONValue"], dict[str, "JSONValue"], None]  # noqa: UP007
 
+IMAGE_PART_TYPES = ("image_url", "image")
 # Separator between text parts of one message (what vLLM and llama.cpp use when a template wants a string).
 TEXT_PART_SEPARATOR = "\n"
 
@@ -31,6 +32,23 @@ class ToolCall:
 
 
 @dataclass(frozen=True)
+class ImagePart:
+    """An image in a message, as the caller referenced it.
+
+    ``image`` is a data: URL, an http(s) URL or a path (strings), or a PIL image (Python API);
+    nothing is read or fetched here: ``qwenkit.media`` loads it under the caller's rules, and only
+    for a model that takes images. ``min_pixels``/``max_pixels`` bound its resized area.
+    """
+
+    image: Any
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+
+
+ContentPart: TypeAlias = Union[str, ImagePart]  # noqa: UP007
+
+
+@dataclass(frozen=True)
 class Message:
     role: str  # system | user | assistant | tool
     content: str | None = None
@@ -38,7 +56,15 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
     name: str | None = None
-    text_parts: tuple[str, ...] | None = None  # set when content arrived as a list of text parts
+    parts: tuple[ContentPart, ...] | None = None  # set when content arrived as a list of parts
+
+    @property
+    def text_parts(self) -> tuple[str, ...] | None:
+        return None if self.parts is None else tuple(p for p in self.parts if isinstance(p, str))
+
+    @property
+    def images(self) -> tuple[ImagePart, ...]:
+        return () if self.parts is None else tuple(p for p in self.parts if isinstance(p, ImagePart))
 
 
 @dataclass(frozen=True)
@@ -96,7 +122,44 @@ def _opt_str(raw: Mapping[str, Any], key: str, param: str) -> str | None:
     return str.__str__(value)
 
 
-def _content(raw: Mapping[str, Any], param: str, required: bool) -> tuple[str | None, tuple[str, ...] | None]:
+def _pixels(part: Mapping[str, Any], key: str, where: str) -> int | None:
+    value = part.get(key)
+    if value is None:
+        return None
+    if type(value) is not int or value < 1:
+        raise UsageError(f"{where}.{key} must be a positive integer", param=f"{where}.{key}")
+    return value
+
+
+def _image_part(part: Mapping[str, Any], where: str) -> ImagePart:
+    """OpenAI's ``{"type": "image_url", "image_url": {"url": ...}}`` (or the URL as a string, as vLLM
+    accepts) and qwen_vl_utils' ``{"type": "image", "image": ...}``; vLLM's ``mm_processor_kwargs``
+    names for the pixel bounds, on the part or inside ``image_url``."""
+    key = "image_url" if part.get("type") == "image_url" else "image"
+    ref = part.get(key)
+    inner = ref if isinstance(ref, Mapping) else {}
+    if isinstance(ref, Mapping):
+        ref = ref.get("url")
+        where_ref = f"{where}.{key}.url"
+    else:
+        where_ref = f"{where}.{key}"
+    if isinstance(ref, str):
+        if not ref.strip():
+            raise UsageError(f"{where_ref} must not be empty", param=where_ref)
+        ref = str.__str__(ref)
+    elif ref is None or key == "image_url" or not hasattr(ref, "size"):
+        raise UsageError(f"{where_ref} must be a URL string", param=where_ref)
+    detail = inner.get("detail")
+    if detail is not None and detail not in ("auto", "low", "high"):
+        raise UsageError(f"{where}.{key}.detail must be auto, low or high", param=f"{where}.{key}.detail")
+    bounds = {name: _pixels(inner, name, f"{where}.{key}") or _pixels(part, name, where)
+              for name in ("min_pixels", "max_pixels")}
+    return ImagePart(ref, **bounds)
+
+
+def _content(
+    raw: Mapping[str, Any], param: str, required: bool
+) -> tuple[str | None, tuple[ContentPart, ...] | None]:
     value = raw.get("content")
     if value is None:
         if required:
@@ -107,20 +170,24 @@ def _content(raw: Mapping[str, Any], param: str, required: bool) -> tuple[str | 
     if isinstance(value, str):
         return str.__str__(value), None
     if isinstance(value, list):
-        parts = []
+        parts: list[ContentPart] = []
         for i, part in enumerate(value):
             where = f"{param}.content[{i}]"
             if isinstance(part, str):
                 parts.append(str.__str__(part))
                 continue
-            if not isinstance(part, Mapping) or part.get("type", "text") != "text":
-                kind = part.get("type") if isinstance(part, Mapping) else type(part).__name__
-                raise UsageError(f"{where}: only text parts are supported, got {kind!r}", param=where)
+            kind = part.get("type", "text") if isinstance(part, Mapping) else type(part).__name__
+            if isinstance(part, Mapping) and kind in IMAGE_PART_TYPES:
+                parts.append(_image_part(part, where))
+                continue
+            if not isinstance(part, Mapping) or kind != "text":
+                raise UsageError(f"{where}: parts are text or images, got {kind!r}", param=where)
             text = part.get("text")
             if not isinstance(text, str):
                 raise UsageError(f"{where}.text must be a string", param=f"{where}.text")
             parts.append(str.__str__(text))
-        return TEXT_PART_SEPARATOR.join(parts), tuple(parts)
+        text_only = [p for p in parts if isinstance(p, str)]
+        return TEXT_PART_SEPARATOR.join(text_only), tuple(parts)
     raise UsageError(
         f"{param}.content must be a string or a list of text parts, got {type(value).__name__}",
         param=f"{param}.content",
@@ -153,14 +220,22 @@ def _tool_call(raw: Any, param: str) -> ToolCall:
     return ToolCall(name=str.__str__(name), arguments=checked, id=_opt_str(raw, "id", param))  # type: ignore[arg-type]
 
 
+def _no_images(parts: tuple[ContentPart, ...] | None, param: str, role: str) -> None:
+    for j, part in enumerate(parts or ()):
+        if isinstance(part, ImagePart):
+            where = f"{param}.content[{j}]"
+            raise UsageError(f"{where}: images go in user messages, not in a {role} message", param=where)
+
+
 def _system(raw: Mapping[str, Any], param: str) -> Message:
     content, parts = _content(raw, param, required=True)
-    return Message("system", content, name=_opt_str(raw, "name", param), text_parts=parts)
+    _no_images(parts, param, "system")
+    return Message("system", content, name=_opt_str(raw, "name", param), parts=parts)
 
 
 def _user(raw: Mapping[str, Any], param: str) -> Message:
     content, parts = _content(raw, param, required=True)
-    return Message("user", content, name=_opt_str(raw, "name", param), text_parts=parts)
+    return Message("user", content, name=_opt_str(raw, "name", param), parts=parts)
 
 
 def _assistant(raw: Mapping[str, Any], param: str) -> Message:
@@ -169,6 +244,7 @@ def _assistant(raw: Mapping[str, Any], param: str) -> Message:
         raise UsageError(f"{param}.tool_calls must be a list", param=f"{param}.tool_calls")
     calls = tuple(_tool_call(c, f"{param}.tool_calls[{i}]") for i, c in enumerate(calls_raw))
     content, parts = _content(raw, param, required=False)
+    _no_images(parts, param, "assistant")
     reasoning = _opt_str(raw, "reasoning_content", param)
     if reasoning is None:
         reasoning = _opt_str(raw, "reasoning", param)
@@ -178,18 +254,19 @@ def _assistant(raw: Mapping[str, Any], param: str) -> Message:
         reasoning_content=reasoning,
         tool_calls=calls,
         name=_opt_str(raw, "name", param),
-        text_parts=parts,
+        parts=parts,
     )
 
 
 def _tool(raw: Mapping[str, Any], param: str) -> Message:
     content, parts = _content(raw, param, required=True)
+    _no_images(parts, param, "tool")
     return Message(
         "tool",
         content,
         tool_call_id=_opt_str(raw, "tool_call_id", param),
         name=_opt_str(raw, "name", param),
-        text_parts=parts,
+        parts=parts,
     )
 
 
@@ -224,6 +301,12 @@ def normalize_messages(messages: Sequence[Any]) -> tuple[Message, ...]:
             raise UsageError(f"{param}.role {role!r} is not one of: {known}", param=f"{param}.role")
         out.append(parser(raw, param))
     return tuple(out)
+
+
+def image_positions(messages: Sequence[Message]) -> list[tuple[int, int]]:
+    """(message index, part index) of every image, in prompt order."""
+    return [(i, j) for i, message in enumerate(messages) for j, part in enumerate(message.parts or ())
+            if isinstance(part, ImagePart)]
 
 
 def normalize_tools(tools: Sequence[Any] | None) -> tuple[ToolSpec, ...] | None:
