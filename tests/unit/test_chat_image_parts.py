@@ -95,7 +95,7 @@ def test_a_vision_template_is_not_given_a_prompt_without_its_images(tok: HFToken
               "{% else %}{% for p in m.content %}{% if p.type == 'text' %}{{ p.text }}{% else %}"
               "<|vision_start|><|image_pad|><|vision_end|>{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
               "{% endfor %}<|im_start|>assistant\n")
-    with pytest.raises(UsageError, match="does not pass images") as caught:
+    with pytest.raises(UsageError, match="backend does not take images") as caught:
         encode_chat([user({"type": "image", "image": DATA})], tok, template=vision)
     assert caught.value.param == "messages[0].content[0]"
     assert encode_chat([{"role": "user", "content": "text is fine"}], tok, template=vision).ids

@@ -20,16 +20,14 @@ from qwenkit.chat.messages import (
     JSONValue,
     Message,
     ToolSpec,
-    image_positions,
     message_to_template,
     normalize_messages,
     normalize_tools,
 )
 from qwenkit.chat.template import TemplateFeatures, render, resolve_template, template_features
 from qwenkit.chat.tokenizer import Tokenizer
+from qwenkit.chat.vision import IMAGE_PAD, ImageSpan, check_image_counts, expand_image_pads, with_image_parts
 from qwenkit.errors import TemplateError, UsageError
-
-VISION_START = "<|vision_start|>"  # Qwen-VL templates put each image between this and <|vision_end|>
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 TURN_START, TURN_END = "<|im_start|>", "<|im_end|>"
@@ -55,6 +53,7 @@ class EncodedPrompt:
     warnings: tuple[str, ...] = ()
     thinking: bool | None = None
     opens_reasoning: bool = False
+    images: tuple[ImageSpan, ...] = ()  # where each image's pad tokens are, in message order
 
 
 Transform = Callable[[str], str]
@@ -79,7 +78,7 @@ def _message_vars(message: Message, text: Transform, free_key: Transform) -> dic
             data[name] = [_tool_call_vars(call, text, free_key) for call in value]  # type: ignore[union-attr]
         else:
             data[name] = text(value)  # type: ignore[arg-type]
-    return data
+    return with_image_parts(data, message, text)
 
 
 def _tool_call_vars(call: Any, text: Transform, free_key: Transform) -> dict[str, Any]:
@@ -313,20 +312,6 @@ def _caller_chars(
     return codec.marked_spans(marked) if codec.unmark(marked) == plain else None
 
 
-def _refuse_images(msgs: Sequence[Message], source: str) -> None:
-    """No backend takes images yet: an image is refused by name rather than dropped from the prompt."""
-    positions = image_positions(msgs)
-    if not positions:
-        return
-    i, j = positions[0]
-    where = f"messages[{i}].content[{j}]"
-    if VISION_START in source:
-        message = "this is a vision model, but qwenkit does not pass images to its backends yet"
-    else:
-        message = "this model reads text only; images need a vision model (Qwen2.5-VL, Qwen3-VL)"
-    raise UsageError(f"{where}: {message}", param=where)
-
-
 def encode_chat(
     messages: Sequence[Any],
     tokenizer: Tokenizer,
@@ -336,12 +321,15 @@ def encode_chat(
     add_generation_prompt: bool = True,
     continue_final_message: bool = False,
     template: str | None = None,
+    image_tokens: Sequence[int] | None = None,
 ) -> EncodedPrompt:
     """Render ``messages`` with the model's chat template (or a built-in one) and tokenize the prompt.
 
     ``template`` is a built-in name (``qwen2.5``, ``qwen3``), Jinja source, or None for the tokenizer's own.
     ``continue_final_message`` (vLLM's and transformers' name) leaves the final assistant message open,
     so the model goes on from its last character (a pre-filled answer); it implies no generation prompt.
+    ``image_tokens`` gives each image part's token count (``qwenkit.media``), in message order: a
+    Qwen-VL template's one ``<|image_pad|>`` per image is repeated that many times.
     """
     for name, flag in (("add_generation_prompt", add_generation_prompt),
                        ("continue_final_message", continue_final_message)):
@@ -351,7 +339,7 @@ def encode_chat(
     msgs = normalize_messages(messages)
     specs = normalize_tools(tools)
     source = resolve_template(template, tokenizer)
-    _refuse_images(msgs, source)
+    images = check_image_counts(msgs, source, image_tokens)
     features = template_features(source)
     if features.reads_reasoning:
         msgs = tuple(split_inline_reasoning(m) for m in msgs)
@@ -369,6 +357,12 @@ def encode_chat(
         caller = None if caller is None else [(a, min(b, cut)) for a, b in caller if a < cut]
 
     ids, caller_idx, controls = _encode(plain, codec, caller, tokenizer)
+    spans: tuple[ImageSpan, ...] = ()
+    if images and image_tokens is not None:
+        if IMAGE_PAD not in tokenizer.special_tokens:
+            raise UsageError(f"this tokenizer has no {IMAGE_PAD} token; it is not a Qwen vision model's")
+        ids, caller_idx, spans = expand_image_pads(ids, caller_idx, tokenizer.special_tokens[IMAGE_PAD],
+                                                   image_tokens)
     return EncodedPrompt(
         ids=tuple(ids),
         caller_spans=_token_ranges(caller_idx),
@@ -376,4 +370,5 @@ def encode_chat(
         warnings=warnings,
         thinking=thinking,
         opens_reasoning=_opens_reasoning(controls, add_generation_prompt),
+        images=spans,
     )

@@ -26,6 +26,7 @@ TURN_START = "<|im_start|>"
 BUILTIN_TEMPLATES: Mapping[str, str] = {
     "qwen2.5": "qwen2_5.jinja",
     "qwen3": "qwen3.jinja",
+    "qwen2.5-vl": "qwen2_5_vl.jinja",  # Qwen2-VL and Qwen2.5-VL (chat_template.json; no tools)
 }
 
 GGUF_TEMPLATE_KEY = "tokenizer.chat_template"
@@ -33,7 +34,7 @@ GGUF_TEMPLATE_KEY = "tokenizer.chat_template"
 
 @cache
 def builtin_template(name: str) -> str:
-    """The source of a built-in template by name (``qwen2.5`` or ``qwen3``)."""
+    """The source of a built-in template by name (``qwen2.5``, ``qwen3``, ``qwen2.5-vl``)."""
     filename = BUILTIN_TEMPLATES.get(name)
     if filename is None:
         known = ", ".join(sorted(BUILTIN_TEMPLATES))
