@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from qwenkit.catalog.encoders import encoder_params
 from qwenkit.catalog.schema import (
+    VISION_KINDS,
     Architecture,
     Generation,
     Mirror,
@@ -24,6 +25,7 @@ from qwenkit.catalog.schema import (
     Thinking,
     ToolFormat,
     Variant,
+    VisionTower,
 )
 from qwenkit.errors import QwenkitError, UsageError
 
@@ -226,7 +228,14 @@ class FileParser:
         if encoder is not None:
             names = [encoder] if isinstance(encoder, str) else list(encoder)
             fields["encoder_params"] = sum(self._encoder(name, fields["hidden_size"]) for name in names)
+            towers = [self._vision(name) for name in names]
+            fields["vision"] = next((tower for tower in towers if tower is not None), None)
         return Architecture(**fields)
+
+    def _vision(self, name: str) -> VisionTower | None:
+        spec = self.encoders.get(name) or {}
+        kind = spec.get("kind", "")
+        return VisionTower.from_preset(kind, spec) if kind in VISION_KINDS else None
 
     def _encoder(self, name: str, text_hidden: int) -> int:
         """One ``[encoders.*]`` preset counted; an entry may name several (Omni: vision and audio)."""

@@ -69,6 +69,48 @@ _LINEAR_FIELDS = (
 )
 
 
+VISION_KINDS = frozenset({"qwen2-vl-vision", "qwen2.5-vl-vision", "qwen3-vl-vision"})
+
+
+@dataclass(frozen=True)
+class VisionTower:
+    """A vision encoder's numbers (its ``vision_config``, an ``[encoders.*]`` preset of the catalog).
+
+    Kept beside the count so that a model can be built from its entry and images cut to its grid:
+    both sides of a resized image are multiples of ``patch_size * spatial_merge_size``.
+    """
+
+    kind: str  # one of VISION_KINDS
+    hidden_size: int  # Qwen2-VL's embed_dim
+    depth: int
+    intermediate_size: int  # Qwen2-VL: embed_dim * mlp_ratio
+    patch_size: int = 14
+    temporal_patch_size: int = 2
+    spatial_merge_size: int = 2
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.kind not in VISION_KINDS:
+            raise UsageError(f"unknown vision tower kind {self.kind!r} (known: {sorted(VISION_KINDS)})")
+        for name in ("hidden_size", "depth", "intermediate_size", "patch_size", "spatial_merge_size"):
+            _positive(name, getattr(self, name))
+
+    @classmethod
+    def from_preset(cls, kind: str, numbers: Mapping[str, Any]) -> VisionTower:
+        hidden = numbers.get("hidden_size", numbers.get("embed_dim", 0))
+        width = numbers.get("intermediate_size", hidden * numbers.get("mlp_ratio", 0))
+        shared = ("patch_size", "temporal_patch_size", "spatial_merge_size", "in_channels")
+        return cls(kind=kind, hidden_size=hidden, depth=numbers["depth"], intermediate_size=width,
+                   **{k: numbers[k] for k in shared if k in numbers})
+
+    @property
+    def image_factor(self) -> int:
+        return self.patch_size * self.spatial_merge_size
+
+    def shrunk(self, **overrides: Any) -> VisionTower:
+        return dataclasses.replace(self, **overrides)
+
+
 @dataclass(frozen=True)
 class Architecture:
     """Numbers from the model's config.json that size its weights and KV cache.
@@ -93,6 +135,7 @@ class Architecture:
     moe_intermediate_size: int = 0
     shared_expert_intermediate_size: int = 0
     encoder_params: int = 0  # vision / audio towers, counted whole (they run once per input, not per token)
+    vision: VisionTower | None = None  # the vision tower's own numbers, for VL models
     rope_theta: float = 1_000_000.0  # config.json rope_theta; does not change the weight count
     rms_norm_eps: float = 1e-6
     attn_output_gate: bool = False  # q_proj also yields a sigmoid gate on the attention output
