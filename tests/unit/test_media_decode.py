@@ -8,6 +8,8 @@ import time
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from qwenkit.errors import ImageError
@@ -102,3 +104,23 @@ def test_prepare_image_counts_tokens_and_keys_pixels() -> None:
     prepared = prepare_image(png)
     assert prepared.tokens == (644 // 28) * (476 // 28)
     assert prepare_image(bmp).digest == prepared.digest  # same pixels, another encoding
+
+
+SAMPLES = [encoded(Image.effect_noise((48, 32), 50).convert("RGB"), fmt)
+           for fmt in ("PNG", "JPEG", "GIF", "WEBP")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(sample=st.sampled_from(SAMPLES), edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
+                                                      max_size=8), cut=st.integers(0, 10**6))
+def test_damaged_images_decode_or_are_refused(sample: bytes, edits: list[tuple[int, int]], cut: int) -> None:
+    """Flipped bytes and cut tails anywhere in real files: an image, or an ImageError, never anything else."""
+    data = bytearray(sample)
+    for where, value in edits:
+        data[where % len(data)] = value
+    data = data[: max(1, cut % (len(data) + 1))]
+    try:
+        picture = decode_image(bytes(data))
+    except ImageError:
+        return
+    assert picture.mode == "RGB"
