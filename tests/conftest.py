@@ -151,6 +151,41 @@ def tiny_qwen2_dir(tiny_models_root: Path, qwen3_tokenizer_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen2_5_vl_dir(tiny_models_root: Path, qwen3_tokenizer_dir: Path) -> Path:
+    """A random Qwen2.5-VL shrunk from the qwen2.5-vl-3b-instruct entry (text: 2 layers, hidden 128;
+    vision: depth 3, hidden 64, full attention in its last block), f32, with the real tokenizer, the
+    qwen2.5-vl template in chat_template.json (where the released checkpoints keep it) and an image
+    processor config."""
+    import torch
+    import transformers
+
+    from qwenkit.catalog import load_catalog
+    from qwenkit.catalog.hf_vl_config import hf_vl_config_dict
+    from qwenkit.chat.template import builtin_template
+
+    config = hf_vl_config_dict(
+        load_catalog().get("qwen2.5-vl-3b-instruct"),
+        {"depth": 3, "hidden_size": 64, "intermediate_size": 128}, vision_heads=4,
+        layers=2, hidden_size=128, num_attention_heads=4, num_kv_heads=2, head_dim=32, intermediate_size=256,
+    )
+    out = tiny_models_root / "qwen2.5-vl-3b-instruct"
+    out.mkdir(parents=True)
+    torch.manual_seed(0)
+    cls = getattr(transformers, config["architectures"][0])
+    model = cls._from_config(transformers.AutoConfig.for_model(**config), dtype=torch.float32)
+    model.save_pretrained(out, safe_serialization=True)
+    for name in ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json"):
+        shutil.copy(qwen3_tokenizer_dir / name, out / name)
+    (out / "chat_template.json").write_text(json.dumps({"chat_template": builtin_template("qwen2.5-vl")}))
+    processor = {"image_processor_type": "Qwen2VLImageProcessor", "min_pixels": 3136, "max_pixels": 12845056,
+                 "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
+                 "image_mean": [0.48145466, 0.4578275, 0.40821073],
+                 "image_std": [0.26862954, 0.26130258, 0.27577711]}
+    (out / "preprocessor_config.json").write_text(json.dumps(processor))
+    return out
+
+
+@pytest.fixture(scope="session")
 def qwen3_vocab_gguf(tmp_path_factory: pytest.TempPathFactory, qwen3_tokenizer_dir: Path) -> Path:
     """A vocab-only Qwen3 GGUF (no weights) built from the real Qwen3 tokenizer files with gguf's writer."""
     from _gguf_vocab import write_vocab_gguf

@@ -20,6 +20,15 @@ from qwenkit.errors import MissingDependencyError, ModelFormatError, UsageError
 # Tokens that end a chat turn in every Qwen vocabulary, added to the configured eos token.
 CHAT_END_TOKENS = ("<|im_end|>", "<|endoftext|>")
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
+PROCESSOR_TEMPLATE_FILE = "chat_template.json"  # {"chat_template": "..."}, next to a processor's config
+
+
+def _processor_template(path: Path) -> str | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("chat_template")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelFormatError(f"{path} is not a chat template file: {exc}") from None
+    return value if isinstance(value, str) else None
 
 
 @lru_cache(maxsize=1)
@@ -111,7 +120,8 @@ class HFTokenizer:
 
     @classmethod
     def from_dir(cls, path: str | Path, *, chat_template: str | None = None) -> HFTokenizer:
-        """A model or tokenizer directory; a ``chat_template.jinja`` there beats the config's template."""
+        """A model or tokenizer directory; a ``chat_template.jinja`` there beats the config's template,
+        and so does a ``chat_template.json`` (where Qwen2-VL and Qwen2.5-VL keep theirs)."""
         root = Path(path)
         if not (root / "tokenizer.json").is_file():
             raise UsageError(f"no tokenizer.json in {root}", param="path")
@@ -119,6 +129,8 @@ class HFTokenizer:
         template_file = root / CHAT_TEMPLATE_FILE
         if chat_template is None and template_file.is_file():
             chat_template = template_file.read_text(encoding="utf-8")
+        if chat_template is None and (root / PROCESSOR_TEMPLATE_FILE).is_file():
+            chat_template = _processor_template(root / PROCESSOR_TEMPLATE_FILE)
         return cls.from_files(
             root / "tokenizer.json", config if config.is_file() else None, chat_template=chat_template
         )

@@ -35,6 +35,8 @@ from qwenkit.errors import QwenkitError, UsageError
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from qwenkit.media import PreparedImage, VisionGrid
+
 
 @dataclass(frozen=True)
 class EngineStats:
@@ -90,11 +92,15 @@ class EngineCore:
 
     # ----- caller side -----------------------------------------------------------------------
 
-    def submit(self, prompt_ids: Seq[int], params: SamplingParams) -> QueuedHandle:
+    def submit(
+        self, prompt_ids: Seq[int], params: SamplingParams, images: Seq[PreparedImage] = ()
+    ) -> QueuedHandle:
         """Queue one generation; its handle yields TokenEvents. Bad input raises here, never later."""
         if self._closed:
             raise UsageError("this backend has been closed")
         prompt = check_prompt(prompt_ids, self.runner.vocab_size, self.context_length)
+        if images and Capability.IMAGES not in self.capabilities:
+            raise UsageError(f"the {self.kind.display} backend does not take images here", param="messages")
         if params.grammar is not None and Capability.GRAMMAR not in self.capabilities:
             raise UsageError(
                 f"grammar-constrained sampling is not supported by the {self.kind.display} backend",
@@ -110,9 +116,16 @@ class EngineCore:
         eos = frozenset() if params.ignore_eos else self.tokenizer.eos_token_ids
         handle = QueuedHandle(vocab_size=self.runner.vocab_size, on_cancel=self._wake)
         handle.timings.prompt_tokens = len(prompt)
-        self._scheduler.submit(Sequence(prompt, params, handle, params.stop_token_ids | eos))
+        stop_ids = params.stop_token_ids | eos
+        self._scheduler.submit(Sequence(prompt, params, handle, stop_ids, images=tuple(images)))
         self._wake()
         return handle
+
+    @property
+    def vision_grid(self) -> VisionGrid | None:
+        """How the model's vision tower tiles images (None: it reads no images)."""
+        grid: VisionGrid | None = getattr(self.runner, "vision_grid", None)
+        return grid
 
     def stats(self) -> EngineStats:
         running = len(self._scheduler.running())

@@ -22,6 +22,7 @@ from qwenkit.chat.template import TemplateFamily, classify_template, resolve_tem
 from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.chat.tool_parsers import ToolParser, format_for_template, make_tool_parser
 from qwenkit.engine.chat_run import ChatResult, ChatRun, ThinkingControl
+from qwenkit.engine.image_prompt import ImagePrompt, ImageRules, prepare_message_images, with_images
 from qwenkit.engine.params import (
     THINKING_EARLY_STOP,
     ChatParams,
@@ -160,6 +161,7 @@ class LLM:
         self.backend = backend
         self.facts = facts
         self._template = template
+        self.image_rules = ImageRules()  # a server replaces these: no local files, its fetch policy
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -214,14 +216,19 @@ class LLM:
         enable = params.enable_thinking
         if params.thinking_budget == 0:
             enable = False  # a zero budget is Qwen's non-thinking mode
-        return encode_chat(
-            messages,
+        msgs = normalize_messages(messages)
+        grid = getattr(self.backend, "vision_grid", None)
+        prepared = prepare_message_images(msgs, grid, self.image_rules) if grid is not None else ()
+        encoded = encode_chat(
+            msgs,
             self.tokenizer,
             tools=list(params.offered_tools) if params.offered_tools else None,
             enable_thinking=enable,
             continue_final_message=params.continue_final_message,
             template=self._template,
+            image_tokens=[image.tokens for image in prepared] if prepared else None,
         )
+        return with_images(encoded, prepared)
 
     def start_chat(
         self,
@@ -271,6 +278,8 @@ class LLM:
             want_logprobs=params.logprobs,
             warnings=warnings,
         )
+        if isinstance(encoded, ImagePrompt):
+            return self.backend.submit(encoded.ids, sampling, encoded.prepared), run
         return self.backend.submit(encoded.ids, sampling), run
 
     # ----- the ladder's public rungs ----------------------------------------------------------

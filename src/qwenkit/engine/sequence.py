@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qwenkit.engine.handle import QueuedHandle
 from qwenkit.engine.types import SamplingParams
+
+if TYPE_CHECKING:
+    from qwenkit.media import PreparedImage
 
 
 @dataclass(eq=False)
@@ -27,6 +30,7 @@ class Sequence:
     generated: int = 0  # tokens emitted (sampled or forced)
     state: Any = None  # the runner's per-sequence state (sampler, cache row, logits index)
     error: BaseException | None = None  # set by a runner when only this sequence's work failed
+    images: tuple[PreparedImage, ...] = ()  # what the prompt's image pads stand for, in order
 
     @property
     def total(self) -> int:

@@ -29,11 +29,14 @@ from qwenkit.engine.transformers_loading import (
     resolve_device,
     resolve_dtype,
 )
+from qwenkit.engine.transformers_vision import VisionPrefill
 from qwenkit.engine.types import BackendKind, BackendOptions, Capability, SamplingParams, TokenEvent
 from qwenkit.errors import UsageError
 
 if TYPE_CHECKING:
     import torch
+
+    from qwenkit.media import VisionGrid
 
 
 @dataclass
@@ -44,6 +47,7 @@ class _Row:
     kv_len: int = 0  # tokens of this sequence in the KV cache
     in_batch: bool = False
     logits: torch.Tensor | None = None  # the row whose next token is due
+    rope_delta: int = 0  # vision models: M-RoPE positions after images lag the KV length by this
 
 
 def _row(seq: Sequence) -> _Row:
@@ -117,7 +121,7 @@ class TransformersRunner:
         self.tokenizer = tokenizer
         self.device = device
         self.model = model
-        config = model.config
+        config = getattr(model.config, "text_config", None) or model.config  # VL: the language model's
         trained = getattr(config, "max_position_embeddings", None) or options.context
         self.context_length = min(options.context, trained)
         self.n_slots = options.parallel
@@ -126,6 +130,13 @@ class TransformersRunner:
         self._cache_kw = cache_kwarg(model)
         self._batch = _Batch()
         self._lora = tuple(name for name, _ in options.lora)
+        self._vision = VisionPrefill.for_model(model)
+        if self._vision is not None:
+            self.capabilities = TransformersRunner.capabilities | Capability.IMAGES
+
+    @property
+    def vision_grid(self) -> VisionGrid | None:
+        return None if self._vision is None else self._vision.grid
 
     @classmethod
     def load(cls, path_or_dir: str | Path, options: BackendOptions) -> TransformersRunner:
@@ -190,11 +201,20 @@ class TransformersRunner:
 
         row, cache = _row(seq), DynamicCache()
         ids = torch.tensor([seq.prompt], dtype=torch.long, device=self.model.device)
+        images: dict[str, Any] = {}
+        if seq.images:
+            if self._vision is None:
+                raise UsageError("this model reads no images")
+            vision = self._vision.inputs(ids, seq.images)
+            row.rope_delta = vision.rope_delta
+            images = {"pixel_values": vision.pixel_values, "image_grid_thw": vision.image_grid_thw,
+                      "position_ids": vision.position_ids}
         with torch.inference_mode():
             out = self.model(
                 input_ids=ids,
                 use_cache=True,
                 logits_to_keep=1,
+                **images,
                 **{self._cache_kw: cache},
                 **self._adapter_kw([seq]),
             )
@@ -207,7 +227,9 @@ class TransformersRunner:
         batch, device = self._batch, self.model.device
         assert batch.mask is not None
         ids = torch.tensor([[r.pending.pop(0)] for r in batch.rows], dtype=torch.long, device=device)
-        positions = torch.tensor([[_row(r).kv_len] for r in batch.rows], dtype=torch.long, device=device)
+        positions = torch.tensor(
+            [[_row(r).kv_len + _row(r).rope_delta] for r in batch.rows], dtype=torch.long, device=device
+        )
         mask = torch.cat([batch.mask, torch.ones_like(batch.mask[:, :1])], dim=1)
         with torch.inference_mode():
             out = self.model(

@@ -7,6 +7,7 @@ Every refusal (fp16 on CPU, bitsandbytes without a GPU, a missing adapter) is a 
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,7 +188,8 @@ def cache_kwarg(model: Any) -> str:
 
 
 def load_model(source: ModelSource, device: str, dtype: Any, quant: Any) -> Any:
-    from transformers import AutoModelForCausalLM
+    """A causal LM, or for a vision-language checkpoint (a ``vision_config``) its image-text model."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": "sdpa"}
     if source.gguf_file is not None:
@@ -196,9 +198,20 @@ def load_model(source: ModelSource, device: str, dtype: Any, quant: Any) -> Any:
         kwargs["quantization_config"] = quant
     if device != "cpu":
         kwargs["device_map"] = {"": device}
+    auto = AutoModelForImageTextToText if _has_vision(source) else AutoModelForCausalLM
     try:
-        return AutoModelForCausalLM.from_pretrained(source.directory, **kwargs)
+        return auto.from_pretrained(source.directory, **kwargs)
     except ImportError as exc:
         raise MissingDependencyError(f"loading {source.directory} needs a package: {exc}") from exc
     except (OSError, ValueError, KeyError) as exc:
         raise ModelFormatError(f"transformers could not load {source.directory}: {exc}") from exc
+
+
+def _has_vision(source: ModelSource) -> bool:
+    config = Path(source.directory) / "config.json"
+    if source.gguf_file is not None or not config.is_file():
+        return False
+    try:
+        return "vision_config" in json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False

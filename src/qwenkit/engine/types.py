@@ -10,11 +10,14 @@ import math
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, Flag, auto
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.engine.vllm_settings import VllmSettings
 from qwenkit.errors import ContextLengthError, UsageError
+
+if TYPE_CHECKING:
+    from qwenkit.media import PreparedImage
 
 
 class FinishReason(str, Enum):
@@ -213,7 +216,11 @@ class LoadedModel(Protocol):
 class Backend(LoadedModel, Protocol):
     """A loaded model that runs many generations at once."""
 
-    def submit(self, prompt_ids: Sequence[int], params: SamplingParams) -> GenerationHandle: ...
+    def submit(
+        self, prompt_ids: Sequence[int], params: SamplingParams, images: Sequence[PreparedImage] = ()
+    ) -> GenerationHandle:
+        """``images``: one per run of image pads in the prompt, in order (``Capability.IMAGES``)."""
+        ...
 
     def close(self) -> None: ...
 

@@ -156,10 +156,14 @@ class VllmBackend:
 
     # ----- caller side -----------------------------------------------------------------------
 
-    def submit(self, prompt_ids: Sequence[int], params: SamplingParams) -> QueuedHandle:
+    def submit(
+        self, prompt_ids: Sequence[int], params: SamplingParams, images: Sequence[Any] = ()
+    ) -> QueuedHandle:
         """Start one generation; bad input raises here, never later."""
         if self._closed:
             raise UsageError("this backend has been closed")
+        if images:  # this backend declares no Capability.IMAGES: the chat layer refuses images first
+            raise UsageError("the vLLM backend does not take images here", param="messages")
         prompt = check_prompt(prompt_ids, self._vocab_size, self.context_length)
         check_logit_bias(params.logit_bias, self._vocab_size)
         lora = None
