@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -59,6 +60,17 @@ def _split_args(args: list[str]) -> tuple[str | None, str]:
     raise UsageError('usage: qwenkit run [REF] "prompt"')
 
 
+def user_content(prompt: str, images: list[Path]) -> str | list[dict[str, str]]:
+    """The prompt, after its images (checked here, before a model loads for nothing)."""
+    if not images:
+        return prompt
+    for path in images:
+        if not path.is_file():
+            raise UsageError(f"no image file at {path}", param="--image")
+    parts = [{"type": "image", "image": str(path)} for path in images]
+    return [*parts, {"type": "text", "text": prompt}]
+
+
 @app.command()
 def run(
     args: list[str] = typer.Argument(..., metavar="[REF] PROMPT", help=f"REF: {REF_HELP}"),
@@ -71,6 +83,9 @@ def run(
     ),
     seed: int | None = typer.Option(None, "--seed"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object with answer, reasoning and usage"),
+    image: list[Path] = typer.Option(
+        [], "--image", help="an image file for a vision model, before the prompt (repeatable)"
+    ),
     backend: str = BackendOption,
     context: int = ContextOption,
     threads: int | None = ThreadsOption,
@@ -78,7 +93,7 @@ def run(
     """Answer one prompt: the answer on stdout; reasoning and warnings on stderr (or all in --json)."""
     ref, prompt = _split_args(args)
     messages = ([{"role": "system", "content": system}] if system else []) + [
-        {"role": "user", "content": prompt}
+        {"role": "user", "content": user_content(prompt, image)}
     ]
     with load_options(ref, backend, context, threads).load(progress=not json_out) as llm:
         thinking = ThinkingRequest.for_model(llm, think, thinking_budget)
