@@ -112,6 +112,13 @@ def test_two_images_and_a_text_stream_together(vl: LLM) -> None:
     assert results[0].usage.prompt_tokens == len(expected.ids)
 
 
+def test_a_fit_just_past_the_aspect_limit_is_read(vl: LLM) -> None:
+    """29 x 5615 (193.6:1) fits to 28 x 5628 (201:1) under this bound: it must not be resized again."""
+    wide = {"type": "image", "image": data_url(png(5615, 29)), "max_pixels": 157584}
+    result = vl.chat([{"role": "user", "content": [wide, {"type": "text", "text": QUESTION}]}], max_tokens=2)
+    assert result.usage.completion_tokens >= 1
+
+
 def test_pixel_bounds_per_image(vl: LLM) -> None:
     data = data_url(png(640, 480))
     bounded = {"type": "image", "image": data, "max_pixels": 28 * 28 * 16}

@@ -60,10 +60,19 @@ def test_any_size_agrees_and_is_a_fixed_point(height: int, width: int, min_token
     fit = fit_image(height, width, budget=budget)
     assert (fit.height, fit.width) == smart_resize(height, width, 28, budget.min_pixels, budget.max_pixels)
     assert fit.height % 28 == 0 and fit.width % 28 == 0
-    # An image already at its fitted size is not resized again by any backend's processor.
-    if budget.min_pixels <= fit.height * fit.width <= budget.max_pixels:
+    # An image already at its fitted size is a fixed point of the rule, unless the fit itself crossed the
+    # 200:1 limit (29 x 5615 fits to 28 x 5628): backends are told not to resize again for that reason.
+    crossed = max(fit.height, fit.width) / min(fit.height, fit.width) > 200
+    if budget.min_pixels <= fit.height * fit.width <= budget.max_pixels and not crossed:
         again = fit_image(fit.height, fit.width, budget=budget)
         assert (again.height, again.width) == (fit.height, fit.width)
+
+
+def test_a_fit_may_cross_the_aspect_limit_by_rounding() -> None:
+    fit = fit_image(29, 5615, budget=PixelBudget(784, 157584))  # 193.6:1, within the limit
+    assert (fit.height, fit.width) == smart_resize(29, 5615, 28, 784, 157584) == (28, 5628)
+    with pytest.raises(ImageError, match="201:1"):
+        fit_image(fit.height, fit.width)
 
 
 def test_qwen3_vl_grid_uses_factor_32() -> None:

@@ -1,10 +1,12 @@
 """Images on the transformers backend: Qwen2-VL / Qwen2.5-VL prefill with M-RoPE positions.
 
-The pictures arrive resized by ``qwenkit.media`` (a fixed point of Qwen's rule), so transformers'
-image processor only cuts them into patches. Positions are computed here, per sequence, with the
-model's own ``get_rope_index`` and passed in, so nothing is left on the model object between
-sequences (transformers otherwise caches one ``rope_deltas`` per model, which batching breaks): a
-sequence's text after its images runs at ``kv_len + rope_delta`` on all three M-RoPE axes.
+The pictures arrive resized by ``qwenkit.media``, so transformers' image processor only normalizes
+them and cuts them into patches (``do_resize=False``: a fitted size may itself lie just outside the
+rule's 200:1 aspect limit, e.g. 28 x 5628 from 29 x 5615, which a second resize would refuse).
+Positions are computed here, per sequence, with the model's own ``get_rope_index`` and passed in,
+so nothing is left on the model object between sequences (transformers otherwise caches one
+``rope_deltas`` per model, which batching breaks): a sequence's text after its images runs at
+``kv_len + rope_delta`` on all three M-RoPE axes.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ if TYPE_CHECKING:
 
     from qwenkit.media import PreparedImage
 
-# Every resized picture must pass through the processor unchanged: its bounds admit any fitted size.
-_NO_RESIZE_MAX_PIXELS = 1 << 40
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,8 @@ class VisionPrefill:
         self.grid = grid
         self.image_token_id = image_token_id
         self.processor = Qwen2VLImageProcessorPil(
-            min_pixels=grid.factor**2, max_pixels=_NO_RESIZE_MAX_PIXELS, patch_size=grid.patch_size,
-            merge_size=grid.merge_size, temporal_patch_size=grid.temporal_patch_size,
+            patch_size=grid.patch_size, merge_size=grid.merge_size,
+            temporal_patch_size=grid.temporal_patch_size,
         )  # fmt: skip
 
     @classmethod
@@ -60,7 +60,8 @@ class VisionPrefill:
     def inputs(self, ids: torch.Tensor, images: tuple[PreparedImage, ...]) -> VisionInputs:
         import torch
 
-        pixels = self.processor(images=[image.image for image in images], return_tensors="pt")
+        pictures = [image.image for image in images]
+        pixels = self.processor(images=pictures, do_resize=False, return_tensors="pt")
         device = self.model.device
         grid_thw = pixels["image_grid_thw"].to(device)
         token_types = (ids == self.image_token_id).to(torch.int32)
