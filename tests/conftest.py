@@ -176,7 +176,11 @@ def tiny_qwen2_5_vl_dir(tiny_models_root: Path, qwen3_tokenizer_dir: Path) -> Pa
     model.save_pretrained(out, safe_serialization=True)
     for name in ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json"):
         shutil.copy(qwen3_tokenizer_dir / name, out / name)
-    (out / "chat_template.json").write_text(json.dumps({"chat_template": builtin_template("qwen2.5-vl")}))
+    template = builtin_template("qwen2.5-vl")
+    (out / "chat_template.json").write_text(json.dumps({"chat_template": template}))
+    # The released checkpoints carry it in tokenizer_config.json too, where llama.cpp's converter reads it.
+    tokenizer_config = json.loads((out / "tokenizer_config.json").read_text())
+    (out / "tokenizer_config.json").write_text(json.dumps({**tokenizer_config, "chat_template": template}))
     processor = {"image_processor_type": "Qwen2VLImageProcessor", "min_pixels": 3136, "max_pixels": 12845056,
                  "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
                  "image_mean": [0.48145466, 0.4578275, 0.40821073],

@@ -65,6 +65,7 @@ REACH: dict[str, frozenset[str]] = {
     "convert/kl.py": frozenset({"perplexity", "quantize"}),
     "convert/llama_eval.py": frozenset({"perplexity", "quantize"}),
     "eval/": frozenset({"eval"}),
+    "media/fetch.py": frozenset({"serve"}),  # only a server fetches image URLs
     "finetune/": frozenset({"tune"}),
     "cli/tune_cmds.py": frozenset({"tune"}),  # a command group: its subcommands' options count
 }

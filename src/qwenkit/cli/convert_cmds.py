@@ -79,11 +79,15 @@ def convert(
         None, "--output", "-o", help="GGUF file to write (default: inside SRC)"
     ),
     outtype: OutType = typer.Option(OutType.F16, "--outtype", help="tensor type of the weights"),
+    mmproj: Path | None = typer.Option(
+        None, "--mmproj", help="vision models: the projector GGUF (default: mmproj-NAME beside the output)"
+    ),
     model_id: str | None = typer.Option(None, "--model-id", help=_MODEL_ID_HELP),
     json_out: bool = typer.Option(False, "--json", help=_JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress"),
 ) -> None:
-    """Convert a Qwen2/Qwen3 (MoE too) checkpoint to GGUF with llama.cpp's own converter."""
+    """Convert a Qwen2/Qwen3 (MoE too) or Qwen2-VL/Qwen2.5-VL checkpoint to GGUF with llama.cpp's own
+    converter; a vision model gives two files, the text GGUF and its vision projector (mmproj)."""
     from qwenkit.convert import convert as run_convert
 
     model_id = _catalog_id(model_id)
@@ -95,10 +99,13 @@ def convert(
                 counted[0] += 1
                 bar.update("converting", counted[0], None, f"converting: {counted[0]} tensors")
 
-        result = run_convert(src, output, outtype, progress=progress)
+        result = run_convert(src, output, outtype, mmproj_output=mmproj, progress=progress)
     ref = _remember(result.path, src, outtype.value, model_id)
     if json_out:
-        print_json({**asdict(result), "path": str(result.path), "outtype": result.outtype.value, "ref": ref})
+        print_json({
+            **asdict(result), "path": str(result.path), "outtype": result.outtype.value, "ref": ref,
+            "mmproj": str(result.mmproj) if result.mmproj else None,
+        })
         return
     console.print(
         f"{result.architecture} ({result.parameters / 1e9:.2f} B parameters) -> {result.outtype.value} "
@@ -106,6 +113,9 @@ def convert(
         highlight=False,
     )
     console.print(str(result.path), highlight=False, soft_wrap=True)
+    if result.mmproj is not None:
+        size = result.mmproj_size / 1e6
+        console.print(f"vision projector, {size:.1f} MB: {result.mmproj}", highlight=False, soft_wrap=True)
     if ref:
         console.print(f"known as {ref}", highlight=False)
 

@@ -68,6 +68,17 @@ def serve(
         None, "--lora", help="a LoRA adapter served as its own model, 'name=path' (repeatable)"
     ),
     config: Path | None = typer.Option(None, "--config", help="settings file (TOML or YAML)"),
+    image_fetch_hosts: list[str] | None = typer.Option(
+        None, "--image-fetch-hosts", help="fetch image URLs from these hosts ('*.example.com', '*': any "
+        "public one; repeatable); default: none, images come as data: URLs",
+    ),
+    image_max_pixels: int | None = typer.Option(
+        None, help="pixels an image is resized to at most when a request names no max_pixels (default: "
+        "1280 tokens' worth, 1003520)",
+    ),
+    mmproj: str | None = typer.Option(
+        None, "--mmproj", help="llama.cpp vision models: the projector GGUF (default: mmproj-NAME beside it)"
+    ),
     log_prompts: bool | None = typer.Option(
         None, "--log-prompts/--no-log-prompts", help="log prompt and output text (default: sha256 only)"
     ),
@@ -117,6 +128,9 @@ def serve(
         api_keys_file=api_keys_file,
         lora=lora,
         config_file=config,
+        image_fetch_hosts=image_fetch_hosts,
+        image_max_pixels=image_max_pixels,
+        mmproj=mmproj,
         log_prompts=log_prompts,
         log_level=log_level,
         request_timeout=request_timeout,

@@ -27,6 +27,9 @@ QWEN_ARCHITECTURES = frozenset(
         "Qwen3MoeForCausalLM",
     }
 )
+# The vision-language ones: the converter writes their language model as the text GGUF and, asked with
+# --mmproj, their vision tower and projector as a second GGUF (llama.cpp's "mmproj").
+QWEN_VL_ARCHITECTURES = frozenset({"Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration"})
 TOKENIZER_SETS = (("tokenizer.json",), ("vocab.json", "merges.txt"), ("tokenizer.model",))
 _MAX_HEADER = 100 << 20  # safetensors' own limit on the JSON header
 
@@ -47,6 +50,12 @@ class OutType(str, Enum):
     def file_suffix(self) -> str:
         return self.value.upper()
 
+    @property
+    def projector_type(self) -> OutType:
+        """The mmproj's type: f16 unless f32 was asked for (llama.cpp's vision encoder is not quantized
+        to 8 bits by its own tools, and bf16 is not what its CPU path is tested with)."""
+        return OutType.F32 if self is OutType.F32 else OutType.F16
+
 
 @dataclass(frozen=True)
 class Checkpoint:
@@ -57,6 +66,10 @@ class Checkpoint:
     weights: tuple[Path, ...]
     parameters: int
     weight_bytes: int
+
+    @property
+    def has_vision(self) -> bool:
+        return self.architecture in QWEN_VL_ARCHITECTURES
 
     def output_bytes(self, outtype: OutType) -> int:
         """The GGUF's size, with room for the vocabulary and metadata (a few MB for Qwen's 151k tokens)."""
@@ -81,8 +94,8 @@ def _architecture(config: dict[str, Any], path: Path) -> str:
     arch = names[0] if isinstance(names, list) and names and isinstance(names[0], str) else None
     if arch is None:
         raise ModelFormatError(f"{path / 'config.json'} names no architecture ('architectures' is missing)")
-    if arch not in QWEN_ARCHITECTURES:
-        known = ", ".join(sorted(QWEN_ARCHITECTURES))
+    if arch not in QWEN_ARCHITECTURES | QWEN_VL_ARCHITECTURES:
+        known = ", ".join(sorted(QWEN_ARCHITECTURES | QWEN_VL_ARCHITECTURES))
         raise UsageError(f"unknown architecture {arch!r} in {path / 'config.json'}; qwenkit converts {known}")
     return arch
 

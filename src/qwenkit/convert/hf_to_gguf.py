@@ -21,26 +21,36 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qwenkit.convert.checkpoint import OutType, check_checkpoint
-from qwenkit.convert.output import atomic_output, check_room, check_target, child_process
+from qwenkit.convert.output import atomic_outputs, check_room, check_target, child_process
 from qwenkit.convert.sources import converter_tree
-from qwenkit.errors import ConversionError, MissingDependencyError
+from qwenkit.errors import ConversionError, MissingDependencyError, UsageError
 
 CONVERTER_MODULES = ("torch", "transformers", "safetensors", "sentencepiece")
 
 
 @dataclass(frozen=True)
 class ConvertResult:
+    """What was written: the text GGUF and, for a vision-language checkpoint, its mmproj beside it."""
+
     path: Path
     outtype: OutType
     architecture: str
     parameters: int
     size: int
     seconds: float
+    mmproj: Path | None = None
+    mmproj_size: int = 0
 
 
 def default_output(src: Path, outtype: OutType) -> Path:
     """llama.cpp's habit: the GGUF inside the checkpoint directory, named after it and the type."""
     return src / f"{src.resolve().name}-{outtype.file_suffix}.gguf"
+
+
+def default_mmproj(text_gguf: Path) -> Path:
+    """llama.cpp's name for a vision projector: ``mmproj-`` before the text GGUF's name, beside it, which
+    is where qwenkit looks for it when the text GGUF is loaded."""
+    return text_gguf.with_name(f"mmproj-{text_gguf.name}")
 
 
 def _check_modules() -> None:
@@ -68,9 +78,15 @@ def _failure(lines: deque[str]) -> str:
 
 
 def run_converter(
-    src: Path, tmp: Path, outtype: OutType, progress: Callable[[str], None] | None = None
+    src: Path,
+    tmp: Path,
+    outtype: OutType,
+    progress: Callable[[str], None] | None = None,
+    *,
+    mmproj: bool = False,
 ) -> None:
-    """Run the converter into ``tmp``; ConversionError with its reason when it fails."""
+    """Run the converter into ``tmp`` (the vision projector with ``mmproj``); ConversionError with its
+    reason when it fails."""
     tree = converter_tree()
     command = [
         sys.executable,
@@ -80,6 +96,7 @@ def run_converter(
         str(tmp),
         "--outtype",
         outtype.value,
+        *(["--mmproj"] if mmproj else []),
     ]
     tail: deque[str] = deque(maxlen=40)
     with child_process(
@@ -101,18 +118,34 @@ def convert(
     output: str | Path | None = None,
     outtype: OutType | str = OutType.F16,
     *,
+    mmproj_output: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ConvertResult:
-    """Convert a Qwen checkpoint directory to one GGUF file; nothing is left under ``output`` on failure."""
+    """Convert a Qwen checkpoint directory to one GGUF file, and a vision-language one to two (the text
+    GGUF and its mmproj, ``mmproj_output`` or beside it); nothing is left under either name on failure."""
     outtype = OutType(outtype)
     checkpoint = check_checkpoint(src)
     _check_modules()
     target = Path(output) if output is not None else default_output(checkpoint.path, outtype)
     check_target(target, checkpoint.path)
+    if mmproj_output is not None and not checkpoint.has_vision:
+        raise UsageError(
+            f"{checkpoint.architecture} has no vision tower, so there is no mmproj to write", param="mmproj"
+        )
+    targets = [target]
+    if checkpoint.has_vision:
+        projector = Path(mmproj_output) if mmproj_output is not None else default_mmproj(target)
+        check_target(projector, checkpoint.path)
+        if projector.resolve() == target.resolve():
+            raise UsageError(f"the mmproj and the text GGUF are both {target}", param="mmproj")
+        targets.append(projector)
     check_room(target, checkpoint.output_bytes(outtype))
     start = time.perf_counter()
-    with atomic_output(target) as tmp:
-        run_converter(checkpoint.path, tmp, outtype, progress)
+    with atomic_outputs(*targets) as tmps:
+        run_converter(checkpoint.path, tmps[0], outtype, progress)
+        if len(tmps) > 1:
+            run_converter(checkpoint.path, tmps[1], outtype.projector_type, progress, mmproj=True)
+    mmproj = targets[1] if len(targets) > 1 else None
     return ConvertResult(
         target,
         outtype,
@@ -120,4 +153,6 @@ def convert(
         checkpoint.parameters,
         target.stat().st_size,
         time.perf_counter() - start,
+        mmproj,
+        mmproj.stat().st_size if mmproj is not None else 0,
     )

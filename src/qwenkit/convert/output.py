@@ -50,14 +50,25 @@ def check_target(target: Path, source: Path) -> None:
 @contextmanager
 def atomic_output(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; it becomes ``target`` only if the block succeeds."""
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    try:
+    with atomic_outputs(target) as (tmp,):
         yield tmp
-        if not tmp.is_file():
-            raise ConversionError(f"the tool finished but wrote no {target.name}")
-        os.replace(tmp, target)
+
+
+@contextmanager
+def atomic_outputs(*targets: Path) -> Iterator[tuple[Path, ...]]:
+    """Temporary paths beside several targets that appear together or not at all (a text GGUF and
+    its mmproj: one without the other is not the model that was asked for)."""
+    tmps = tuple(target.with_name(f".{target.name}.partial-{os.getpid()}") for target in targets)
+    try:
+        yield tmps
+        for tmp, target in zip(tmps, targets, strict=True):
+            if not tmp.is_file():
+                raise ConversionError(f"the tool finished but wrote no {target.name}")
+        for tmp, target in zip(tmps, targets, strict=True):
+            os.replace(tmp, target)
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
 
 
 def _hold_interrupts() -> Callable[[], None]:

@@ -66,3 +66,9 @@ def _log_router(lib: ModuleType) -> Any:
             logger.log(_LEVELS.get(level, logging.DEBUG), "%s", message)
 
     return route
+
+
+def log_callback() -> Any:
+    """The callback that routes llama.cpp's log lines to ``qwenkit.llama``, for its other libraries
+    (``mtmd``'s vision encoder logs every image it reads)."""
+    return _log_router(llama_lib())

@@ -8,15 +8,24 @@ that prefix from a busy slot; a finished sequence leaves its KV behind for the n
 The KV cache is unified (one cell pool shared by ``parallel`` sequences, ``context`` cells each):
 batches may then mix any sequence ids in one pass over the weights, and copying a cached prefix to
 another sequence is a metadata update, not a buffer copy.
+
+A vision model (a qwen2vl text GGUF with its mmproj) also takes images: ``llama_vision.py`` encodes
+them on its own thread, and a step feeds a ready image's embeddings in a second ``llama_decode``
+sharing the step's token budget. Positions are tracked per KV cell, since with M-RoPE an image takes
+fewer positions than cells; the prefix cache compares images by their pixels.
 """
 
 from __future__ import annotations
 
+import ctypes
+import dataclasses
 import time
+from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 
 from qwenkit.engine.core import EngineCore
@@ -25,10 +34,22 @@ from qwenkit.engine.llama_lib import llama_lib
 from qwenkit.engine.llama_sampling import SequenceSampler, check_grammar, logits_row, token_logprobs
 from qwenkit.engine.llama_threads import ThreadTuner
 from qwenkit.engine.llama_tokenizer import LlamaTokenizer
+from qwenkit.engine.llama_vision import (
+    ImageRun,
+    LlamaVision,
+    check_runs,
+    cut_before_image,
+    find_mmproj,
+    image_runs,
+    keyed_prompt,
+)
 from qwenkit.engine.prefix import Placement, SlotView, place
 from qwenkit.engine.sequence import Sequence
 from qwenkit.engine.types import BackendKind, BackendOptions, Capability, SamplingParams, TokenEvent
-from qwenkit.errors import ModelFormatError, ModelNotFoundError, QwenkitError
+from qwenkit.errors import ModelFormatError, ModelNotFoundError, QwenkitError, UsageError
+from qwenkit.media import VisionGrid
+
+IMAGE_WAIT = 0.05  # seconds the engine thread waits for an encoder when nothing else can run
 
 N_BATCH = 512  # tokens per llama_decode
 # The default KV layout (BackendOptions.kv_unified): one cell pool shared by all sequences, which
@@ -41,11 +62,28 @@ WARM_UP_TOKENS = 32
 
 @dataclass
 class _SlotCache:
-    """What one llama.cpp sequence id holds between requests: the tokens whose KV it keeps."""
+    """What one llama.cpp sequence id holds between requests: the tokens whose KV it keeps (an image's
+    cells as its pixel key), and the position that follows each cell."""
 
     kv_tokens: list[int] = field(default_factory=list)
+    after: list[int] = field(default_factory=list)
     last_used: float = 0.0
     adapter: str | None = None  # the LoRA adapter the cached KV was computed with
+
+    def position_at(self, cells: int) -> int:
+        """The position of the token after the first ``cells`` cells."""
+        return self.after[cells - 1] if cells else 0
+
+    def keep(self, keys: list[int], after: list[int]) -> None:
+        self.kv_tokens, self.after = keys, after
+
+    def add_text(self, tokens: list[int], start: int) -> None:
+        self.kv_tokens.extend(tokens)
+        self.after.extend(range(start + 1, start + 1 + len(tokens)))
+
+    def add_image(self, key: int, cells: int, following: int) -> None:
+        self.kv_tokens.extend([key] * cells)
+        self.after.extend([following] * cells)
 
 
 @dataclass
@@ -53,6 +91,8 @@ class _State:
     """A running sequence's llama.cpp side (``Sequence.state``)."""
 
     placement: Placement
+    keys: list[int]  # the prompt as the prefix cache compares it
+    runs: list[ImageRun] = field(default_factory=list)
     sampler: SequenceSampler | None = None
     prefilled: int = 0  # prompt tokens in the KV (the last one is fed as pending, like a sampled one)
     logits_index: int = -1  # batch position whose logits choose the next token
@@ -63,6 +103,16 @@ class _Planned:
     seq: Sequence
     tokens: list[int]
     prefill: bool
+    position: int  # of the first token
+
+
+@dataclass
+class _ImagePiece:
+    """Embeddings of one image fed in this step's second decode."""
+
+    seq: Sequence
+    run: ImageRun
+    count: int
 
 
 def kv_unified(options: BackendOptions) -> bool:
@@ -86,12 +136,19 @@ class LlamaCppRunner:
     capabilities = Capability.GRAMMAR | Capability.LOGPROBS | Capability.PREFIX_CACHE
 
     def __init__(
-        self, model: Any, ctx: Any, options: BackendOptions, adapters: LlamaAdapters | None = None
+        self, model: Any, ctx: Any, options: BackendOptions, adapters: LlamaAdapters | None = None,
+        vision: LlamaVision | None = None,
     ) -> None:
         lib = llama_lib()
         self.adapters = adapters if adapters is not None else LlamaAdapters(lib, model, ())
         if self.adapters:
             self.capabilities = type(self).capabilities | Capability.ADAPTERS
+        self.vision = vision
+        self._image_batch: Any = None
+        if vision is not None:
+            self.capabilities = self.capabilities | Capability.IMAGES
+            # With M-RoPE an embedding takes four positions, section after section.
+            self._image_batch = lib.llama_batch_init(N_BATCH * 4, vision.n_embd, 1)
         self._lib = lib
         self._model = model
         self._ctx = ctx
@@ -104,6 +161,7 @@ class LlamaCppRunner:
         self._vocab = lib.llama_model_get_vocab(model)
         self._batch = lib.llama_batch_init(N_BATCH, 0, 1)
         self._slots = [_SlotCache() for _ in range(options.parallel)]
+        self._image_pad = self.tokenizer.special_tokens.get("<|image_pad|>", -1)
         # The user's --threads is kept as given; the default adapts to a busy machine.
         most = default_threads()
         self.threads: ThreadTuner | None = None
@@ -136,13 +194,22 @@ class LlamaCppRunner:
                 f"llama.cpp could not create a context of {cparams.n_ctx} tokens",
                 hint="lower --context (or, for qwenkit serve, --parallel): the KV cache may not fit",
             )
+        vision: LlamaVision | None = None
         try:
             adapters = LlamaAdapters(lib, model, options.lora)
+            mmproj = find_mmproj(path, options.mmproj)
+            if mmproj is not None:
+                n_embd = lib.llama_model_n_embd_inp(model)
+                vision = LlamaVision.open(mmproj, model, n_embd, threads)
         except Exception:
             lib.llama_free(ctx)
             lib.llama_model_free(model)
             raise
-        return cls(model, ctx, options, adapters)
+        return cls(model, ctx, options, adapters, vision)
+
+    @property
+    def vision_grid(self) -> VisionGrid | None:
+        return self.vision.grid if self.vision is not None else None
 
     def warm_up(self) -> None:
         """Run a prefill-sized batch and a single-token step once, then forget them: the first decode
@@ -175,59 +242,86 @@ class LlamaCppRunner:
             SlotView(s.kv_tokens if s.adapter == adapter else [], s.last_used, i in free)
             for i, s in enumerate(self._slots)
         ]
-        placement = place(seq.prompt, views)
-        seq.state = _State(placement)
+        runs = image_runs(seq.prompt, self._image_pad, seq.images) if seq.images else []
+        keys = keyed_prompt(seq.prompt, runs)
+        placement = place(keys, views)
+        reuse = cut_before_image(placement.reuse, runs)
+        if reuse != placement.reuse:
+            donor = placement.copy_from if reuse else None
+            placement = dataclasses.replace(placement, reuse=reuse, copy_from=donor)
+        seq.state = _State(placement, keys, runs)
         return placement.slot
 
     def start(self, seq: Sequence) -> None:
         state = _state(seq)
         lib, slot, reuse, donor = self._lib, seq.slot, state.placement.reuse, state.placement.copy_from
+        cache = self._slots[slot]
+        source = self._slots[donor] if donor is not None else cache
+        after = source.after[:reuse]
+        cut = source.position_at(reuse)  # llama.cpp's ranges are positions, not cells
         if donor is not None:
             lib.llama_memory_seq_rm(self._mem, slot, -1, -1)
             if self.kv_unified:  # the same cells gain a sequence id: no data moves
-                lib.llama_memory_seq_cp(self._mem, donor, slot, 0, reuse)
+                lib.llama_memory_seq_cp(self._mem, donor, slot, 0, cut)
             else:  # another stream: llama.cpp copies the whole stream, the tail is then dropped
                 lib.llama_memory_seq_cp(self._mem, donor, slot, -1, -1)
-                lib.llama_memory_seq_rm(self._mem, slot, reuse, -1)
-        elif not lib.llama_memory_seq_rm(self._mem, slot, reuse, -1):
+                lib.llama_memory_seq_rm(self._mem, slot, cut, -1)
+        elif not lib.llama_memory_seq_rm(self._mem, slot, cut, -1):
             lib.llama_memory_seq_rm(self._mem, slot, -1, -1)
-            reuse = 0
-        cache = self._slots[slot]
+            reuse, after = 0, []
         cache.adapter = seq.params.adapter
-        cache.kv_tokens = seq.prompt[:reuse]
+        cache.keep(state.keys[:reuse], after)
         cache.last_used = time.perf_counter()
+        if seq.images:
+            check_runs(seq.prompt, self._image_pad, state.runs, seq.images)
+            self._encode_images(state, reuse)
         # The last prompt token is decoded on its own, like a sampled token, never inside a long
         # prefill batch: llama.cpp's kernels round differently for large batches, and this keeps the
         # first token's logits the same whether the rest of the prompt came from cache or not.
         seq.cached, state.prefilled, seq.pending = reuse, reuse, seq.prompt[-1:]
         state.sampler = SequenceSampler(seq.params, self._vocab, self.vocab_size, seq.prompt)
 
+    def _encode_images(self, state: _State, reuse: int) -> None:
+        if self.vision is None:
+            raise UsageError("this model reads no images: no vision projector (mmproj) was loaded")
+        for run in state.runs:
+            if run.begin >= reuse:  # a cached image is not encoded again
+                run.embedding = self.vision.encode(run.image, run.length)
+            else:
+                run.fed = run.length
+
     # ----- one step ------------------------------------------------------------------------------
 
     def run(self, seqs: list[Sequence]) -> list[Sequence]:
         seqs = self.adapters.group(seqs)
-        plan = self._plan(seqs)
-        if not plan:
-            return []
+        plan, piece, failed = self._plan(seqs)
+        if not plan and piece is None:
+            if not failed:
+                self._wait_for_images(seqs)
+            return failed
         if self.adapters:
             self.adapters.apply(self._ctx, seqs[0].params.adapter)
-        began = time.perf_counter()
-        status = self._lib.llama_decode(self._ctx, self._batch)
-        if status != 0:
-            raise QwenkitError(f"llama_decode failed with status {status}")
-        if self.threads is not None and not any(item.prefill for item in plan):
-            self.threads.observe(self._batch.n_tokens, time.perf_counter() - began)
-        due = []
+        if piece is not None:  # first: a decode's logits last only until the next decode
+            self._feed_image(piece)
+        if plan:
+            began = time.perf_counter()
+            status = self._lib.llama_decode(self._ctx, self._batch)
+            if status != 0:
+                raise QwenkitError(f"llama_decode failed with status {status}")
+            if self.threads is not None and piece is None and not any(item.prefill for item in plan):
+                self.threads.observe(self._batch.n_tokens, time.perf_counter() - began)
+        due = failed
         for item in plan:
-            self._slots[item.seq.slot].kv_tokens.extend(item.tokens)
+            self._slots[item.seq.slot].add_text(item.tokens, item.position)
             if item.prefill:
                 _state(item.seq).prefilled += len(item.tokens)
             elif _state(item.seq).logits_index >= 0:
                 due.append(item.seq)
         return due
 
-    def _plan(self, seqs: list[Sequence]) -> list[_Planned]:
-        """Fill the batch: every decoding sequence's pending tokens, then prefill chunks."""
+    def _plan(self, seqs: list[Sequence]) -> tuple[list[_Planned], _ImagePiece | None, list[Sequence]]:
+        """Fill the batch: every decoding sequence's pending tokens, then prefill chunks, one of which
+        may be an image's embeddings (fed in a second decode). Also the sequences whose image failed."""
         plan: list[_Planned] = []
         n = 0
         prefilling = []
@@ -241,25 +335,43 @@ class LlamaCppRunner:
             if not tokens:
                 continue
             seq.pending = seq.pending[len(tokens) :]
-            n = self._fill(n, seq, tokens, logits_last=not seq.pending)
-            plan.append(_Planned(seq, tokens, prefill=False))
+            n = self._fill(n, seq, tokens, logits_last=not seq.pending, prefill=False, plan=plan)
         # Prompts fill what the decoding tokens leave of the batch, as llama-server and vLLM's chunked
         # prefill do: a waiting stream's first token comes sooner, the batch is fuller, and decoding
         # streams still get a token every step (one step is at most N_BATCH tokens).
         budget = N_BATCH - n
+        piece: _ImagePiece | None = None
+        failed: list[Sequence] = []
         for seq in prefilling:
             if budget <= 0:
                 break
             state = _state(seq)
-            tokens = seq.prompt[:-1][state.prefilled : state.prefilled + budget]
-            n = self._fill(n, seq, tokens, logits_last=False)
-            plan.append(_Planned(seq, tokens, prefill=True))
+            run = next((r for r in state.runs if r.fed < r.length), None)
+            if run is not None and run.begin <= state.prefilled:  # at an image: its embeddings, if ready
+                embedding = run.embedding
+                if piece is not None or embedding is None or not embedding.done():
+                    continue
+                if (error := embedding.exception()) is not None:
+                    seq.error = error
+                    failed.append(seq)
+                    continue
+                piece = _ImagePiece(seq, run, min(run.length - run.fed, budget))
+                budget -= piece.count
+                continue
+            stop = run.begin if run is not None else len(seq.prompt) - 1
+            tokens = seq.prompt[state.prefilled : min(stop, state.prefilled + budget)]
+            n = self._fill(n, seq, tokens, logits_last=False, prefill=True, plan=plan)
             budget -= len(tokens)
         self._batch.n_tokens = n
-        return plan
+        return plan, piece, failed
 
-    def _fill(self, n: int, seq: Sequence, tokens: list[int], *, logits_last: bool) -> int:
-        batch, pos = self._batch, len(self._slots[seq.slot].kv_tokens)
+    def _fill(
+        self, n: int, seq: Sequence, tokens: list[int], *, logits_last: bool, prefill: bool,
+        plan: list[_Planned],
+    ) -> int:
+        cache = self._slots[seq.slot]
+        batch, pos = self._batch, cache.position_at(len(cache.kv_tokens))
+        plan.append(_Planned(seq, tokens, prefill, pos))
         for j, tid in enumerate(tokens):
             batch.token[n + j] = tid
             batch.pos[n + j] = pos + j
@@ -270,6 +382,42 @@ class LlamaCppRunner:
             batch.logits[n + len(tokens) - 1] = 1
             _state(seq).logits_index = n + len(tokens) - 1
         return n + len(tokens)
+
+    def _feed_image(self, piece: _ImagePiece) -> None:
+        """Decode ``piece.count`` embeddings of a ready image into its sequence's KV."""
+        seq, run, count = piece.seq, piece.run, piece.count
+        assert run.embedding is not None
+        embedding = run.embedding.result()
+        cache = self._slots[seq.slot]
+        if run.fed == 0:
+            run.start = cache.position_at(len(cache.kv_tokens))
+        rows = np.ascontiguousarray(embedding.embd[run.fed : run.fed + count], dtype=np.float32)
+        batch = self._image_batch
+        ctypes.memmove(batch.embd, rows.ctypes.data, rows.nbytes)
+        for j, position in enumerate(embedding.positions(run.start, run.fed, count)):
+            batch.pos[j] = position
+        for j in range(count):
+            batch.n_seq_id[j] = 1
+            batch.seq_id[j][0] = seq.slot
+            batch.logits[j] = 0
+        batch.n_tokens = count
+        status = self._lib.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise QwenkitError(f"llama_decode failed on an image with status {status}")
+        cache.add_image(run.key, count, run.start + embedding.n_pos)
+        run.fed += count
+        _state(seq).prefilled += count
+
+    @staticmethod
+    def _wait_for_images(seqs: list[Sequence]) -> None:
+        """Nothing could run: every sequence waits for an image encoder. Wait for one a little, not
+        spinning the engine thread against the encoder's."""
+        pending = [
+            run.embedding for seq in seqs for run in _state(seq).runs
+            if run.embedding is not None and not run.embedding.done()
+        ]  # fmt: skip
+        if pending:
+            futures.wait(pending, timeout=IMAGE_WAIT, return_when=futures.FIRST_COMPLETED)
 
     def sample(self, seq: Sequence) -> TokenEvent:
         state = _state(seq)
@@ -294,13 +442,20 @@ class LlamaCppRunner:
             self._lib.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
             cache.kv_tokens = []
         state = seq.state
-        if isinstance(state, _State) and state.sampler is not None:
-            state.sampler.free()
-            state.sampler = None
+        if isinstance(state, _State):
+            for run in state.runs:
+                if run.embedding is not None:
+                    run.embedding.cancel()  # a cancelled request's images are not encoded
+            if state.sampler is not None:
+                state.sampler.free()
+                state.sampler = None
         cache.last_used = time.perf_counter()
 
     def close(self) -> None:
         lib = self._lib
+        if self.vision is not None:
+            self.vision.close()
+            lib.llama_batch_free(self._image_batch)
         lib.llama_batch_free(self._batch)
         lib.llama_free(self._ctx)
         self.tokenizer.detach()

@@ -78,6 +78,11 @@ def backend_kind(name: str) -> BackendKind | None:
 def check_options(entry: BackendEntry, options: BackendOptions) -> None:
     """Settings only vLLM honours are refused elsewhere, rather than silently ignored."""
     check_vllm_settings(entry.kind.value, options.vllm)
+    if options.mmproj is not None and entry.kind is not BackendKind.LLAMACPP:
+        raise UsageError(
+            "a vision projector (mmproj) is llama.cpp's; the transformers and vLLM backends read the "
+            "vision tower from the checkpoint itself", param="mmproj",
+        )
 
 
 def check_vllm_settings(backend: str, settings: VllmSettings | None) -> None:

@@ -245,6 +245,8 @@ class BackendOptions:
     # llama.cpp: one KV cell pool shared by every sequence (True), or a KV stream per sequence (False);
     # None: the backend's measured default.
     kv_unified: bool | None = None
+    # llama.cpp vision models: the mmproj GGUF; None: ``mmproj-NAME`` beside the model, if there is one.
+    mmproj: str | None = None
     # vLLM only: parallelism, GPU memory share, quantization, prefix caching. None: vLLM's defaults.
     vllm: VllmSettings | None = None
 

@@ -21,7 +21,6 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from qwenkit.engine.image_prompt import ImageRules
 from qwenkit.engine.llm import LLM
 from qwenkit.engine.types import Capability
 from qwenkit.server import serving_chat, serving_completions, serving_tokens
@@ -57,6 +56,7 @@ def load_model(settings: ServerSettings) -> LLM:
         progress=False,
         lora=settings.lora_pairs,
         vllm=settings.vllm_settings,
+        mmproj=settings.mmproj,
     )
 
 
@@ -64,7 +64,7 @@ def _lifespan(settings: ServerSettings, given: LLM | None) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         llm = given if given is not None else await anyio.to_thread.run_sync(load_model, settings)
-        llm.image_rules = ImageRules(allow_files=False)  # requests never name this machine's files
+        llm.image_rules = settings.image_rules  # requests never name this machine's files
         gate = build_gate(settings, app.state)
         identity = model_identity(llm, settings.model, settings.served_model_name)
         app.state.server = ServerState(settings=settings, llm=llm, identity=identity, gate=gate)

@@ -19,8 +19,10 @@ from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from qwenkit.engine.image_prompt import CEILING, ImageRules
 from qwenkit.engine.vllm_settings import VllmSettings, parse_executor, parse_quantization
 from qwenkit.errors import UsageError
+from qwenkit.media import FetchPolicy, PixelBudget
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -134,6 +136,13 @@ class ServerSettings(BaseSettings):
     max_queue: int = Field(default=64, ge=0)
     queue_timeout: float = Field(default=30.0, ge=0.0)
     config_file: Path | None = None
+    # Images (vision models): hosts whose image URLs are fetched (none: fetching is off), the pixel
+    # ceiling of a request that names none, and llama.cpp's vision projector when not beside the model.
+    image_fetch_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="'cdn.example.com', '*.example.com' or '*' (any public host)"
+    )
+    image_max_pixels: int | None = Field(default=None, ge=56 * 56)
+    mmproj: str | None = None
     # vLLM only (--backend vllm); None: not given, vLLM's default.
     tensor_parallel_size: int | None = Field(default=None, ge=1)
     pipeline_parallel_size: int | None = Field(default=None, ge=1)
@@ -154,11 +163,14 @@ class ServerSettings(BaseSettings):
             return [part for part in re.split(r"[,\s]+", text) if part]
         return value
 
-    @field_validator("lora", mode="before")
+    @field_validator("lora", "image_fetch_hosts", mode="before")
     @classmethod
     def _split_lora(cls, value: Any) -> Any:
+        """``a,b c`` from the environment; a repeated flag's items may be such lists too."""
         if isinstance(value, str):
-            return [part for part in re.split(r"[,\s]+", value.strip()) if part]
+            value = [value]
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return [part for item in value for part in re.split(r"[,\s]+", item.strip()) if part]
         return value
 
     @field_validator("lora")
@@ -177,6 +189,14 @@ class ServerSettings(BaseSettings):
     @property
     def lora_pairs(self) -> tuple[tuple[str, str], ...]:
         return tuple((name, path) for name, _, path in (item.partition("=") for item in self.lora))
+
+    @property
+    def image_rules(self) -> ImageRules:
+        """What requests' images may be: never this machine's files; URLs only from the named hosts."""
+        ceiling = self.image_max_pixels
+        budget = PixelBudget() if ceiling is None else PixelBudget(max_pixels=ceiling)
+        fetch = FetchPolicy(allowed_hosts=tuple(self.image_fetch_hosts))
+        return ImageRules(allow_files=False, fetch=fetch, default_budget=budget.within(CEILING))
 
     @property
     def vllm_settings(self) -> VllmSettings | None:
