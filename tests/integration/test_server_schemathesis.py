@@ -33,7 +33,19 @@ TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
 EXAMPLES = {"/v1/chat/completions": 100, "/v1/completions": 100, "/tokenize": 150, "/detokenize": 150}
 DEFAULT_EXAMPLES = 120
 MIN_TOTAL_CASES = 1000
-MIN_POSITIVE_ACCEPTED = 0.95  # measured: 236 of 240 positive cases (the rest: prompts over the context)
+MIN_POSITIVE_ACCEPTED = 0.9  # measured: 478 to 495 of 505-506 (the rest: cross-field refusals)
+# Rules OpenAPI cannot state, because they relate two fields or a field and the model: a prompt longer
+# than the context, a token limit over what the context leaves, tool_choice naming a tool not given.
+# A schema-valid case refused by one of them is a correct refusal.
+CROSS_FIELD_REFUSALS = frozenset(
+    {
+        ("messages", "context_length_exceeded"),
+        ("prompt", "context_length_exceeded"),
+        ("max_tokens", None),
+        ("max_completion_tokens", None),
+        ("tool_choice.function.name", None),
+    }
+)
 CHECK_NAMES = (
     "not_a_server_error",
     "status_code_conformance",
@@ -78,8 +90,17 @@ def cap_generation(path: str, body: Any) -> None:
         body["max_tokens"] = MAX_TOKENS
 
 
+def refusal_kind(response: Any) -> tuple[int, str | None, str | None]:
+    """(status, error.param, error.code) of a refused request, from the server's error body."""
+    try:
+        error = response.json()["error"]
+        return response.status_code, error.get("param"), error.get("code")
+    except (ValueError, KeyError, TypeError):
+        return response.status_code, None, None
+
+
 def _fuzz_operation(
-    operation: Any, mode: GenerationMode, base_url: str, counts: Counter[int], accepted: Counter[bool]
+    operation: Any, mode: GenerationMode, base_url: str, counts: Counter[int], refused: Counter[tuple]
 ) -> None:
     checks = [CHECKS.get_one(name) for name in CHECK_NAMES]
 
@@ -96,7 +117,7 @@ def _fuzz_operation(
         response = case.call(base_url=base_url, timeout=120)
         counts[response.status_code] += 1
         if mode is GenerationMode.POSITIVE:
-            accepted[response.status_code < 400] += 1
+            refused[refusal_kind(response) if response.status_code >= 400 else ()] += 1
         case.validate_response(response, checks=checks)
 
     run()
@@ -119,14 +140,20 @@ def test_every_operation_conforms_to_its_schema(server: LiveServer) -> None:
     paths = {op.path for op in operations}
     assert GENERATING | {"/health", "/v1/models", "/tokenize", "/detokenize"} <= paths
     counts: Counter[int] = Counter()
-    accepted: Counter[bool] = Counter()
+    refused: Counter[tuple] = Counter()  # () for an accepted positive case
     for operation in operations:
         for mode in _modes(operation):
-            _fuzz_operation(operation, mode, server.base_url, counts, accepted)
+            _fuzz_operation(operation, mode, server.base_url, counts, refused)
     total = sum(counts.values())
     assert total >= MIN_TOTAL_CASES, f"only {total} cases ran: {dict(counts)}"
     assert not [status for status in counts if status >= 500], dict(counts)
     assert counts[200] > 0 and sum(n for s, n in counts.items() if 400 <= s < 500) > 0, dict(counts)
-    # The schema states the limits validation enforces, so what it calls valid is (nearly) always
-    # accepted; what it cannot state (a prompt longer than the context) stays a rare 400.
-    assert accepted[True] >= MIN_POSITIVE_ACCEPTED * sum(accepted.values()), dict(accepted)
+    # The schema states the limits validation enforces, so what it calls valid is accepted unless a
+    # cross-field rule refuses it; and such cases stay a minority, so acceptance is what gets exercised.
+    unexplained = {
+        kind: n
+        for kind, n in refused.items()
+        if kind and (kind[0] != 400 or kind[1:] not in CROSS_FIELD_REFUSALS)
+    }
+    assert not unexplained, f"schema-valid requests refused for no cross-field reason: {dict(refused)}"
+    assert refused[()] >= MIN_POSITIVE_ACCEPTED * sum(refused.values()), dict(refused)

@@ -172,6 +172,10 @@ def test_the_server_answers_images_and_reads_no_files(tiny_qwen2_5_vl_dir: Path,
             assert reply.status_code == 200, reply.text
             expected = prompt_of(llm, body["messages"])
             assert reply.json()["usage"]["prompt_tokens"] == len(expected.ids)
+            counted = httpx.post(f"{server.base_url}/tokenize", json={"messages": body["messages"]})
+            assert counted.status_code == 200, counted.text
+            assert counted.json()["tokens"] == list(expected.ids)
+            assert counted.json()["image_tokens"] == [fit_image(200, 300).tokens]
             body["messages"] = ask(str(file))
             refused = httpx.post(f"{server.base_url}/v1/chat/completions", json=body, timeout=120)
             assert refused.status_code == 400

@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from qwenkit.catalog.schema import SamplingDefaults, ToolFormat, Variant
 from qwenkit.chat.answered import CallKey, call_key, call_opening_ids, just_answered
 from qwenkit.chat.builders import encode_fim
 from qwenkit.chat.encode import EncodedPrompt, encode_chat
 from qwenkit.chat.events import Done, Event, ToolCall
-from qwenkit.chat.messages import normalize_messages
+from qwenkit.chat.messages import Message, normalize_messages
 from qwenkit.chat.template import TemplateFamily, classify_template, resolve_template
 from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.chat.tool_parsers import ToolParser, format_for_template, make_tool_parser
@@ -33,6 +33,9 @@ from qwenkit.engine.params import (
 from qwenkit.engine.registry import check_options, choose_backend
 from qwenkit.engine.types import Backend, BackendOptions, GenerationHandle, SamplingParams
 from qwenkit.errors import ContextLengthError
+
+if TYPE_CHECKING:
+    from qwenkit.media import PreparedImage
 
 
 @dataclass(frozen=True)
@@ -217,8 +220,7 @@ class LLM:
         if params.thinking_budget == 0:
             enable = False  # a zero budget is Qwen's non-thinking mode
         msgs = normalize_messages(messages)
-        grid = getattr(self.backend, "vision_grid", None)
-        prepared = prepare_message_images(msgs, grid, self.image_rules) if grid is not None else ()
+        prepared = self.prepare_images(msgs)
         encoded = encode_chat(
             msgs,
             self.tokenizer,
@@ -229,6 +231,12 @@ class LLM:
             image_tokens=[image.tokens for image in prepared] if prepared else None,
         )
         return with_images(encoded, prepared)
+
+    def prepare_images(self, messages: Sequence[Message]) -> tuple[PreparedImage, ...]:
+        """The messages' images loaded and resized for this model (none when it reads no images:
+        ``encode_chat`` then refuses the parts by name)."""
+        grid = getattr(self.backend, "vision_grid", None)
+        return prepare_message_images(messages, grid, self.image_rules) if grid is not None else ()
 
     def start_chat(
         self,

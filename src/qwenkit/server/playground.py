@@ -33,7 +33,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self'",
-        "img-src 'self'",
+        "img-src 'self' data:",  # attached images are shown from their data: URLs
         "font-src 'self'",
         "connect-src 'self'",
         "object-src 'none'",

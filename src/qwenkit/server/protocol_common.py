@@ -121,6 +121,7 @@ class TokenizeResponse(Response):
     max_model_len: int
     tokens: list[int]
     token_strs: list[str] | None = None
+    image_tokens: list[int] | None = None  # qwenkit: each image's pads among ``tokens``, in order
 
 
 class DetokenizeRequest(StrictRequest):

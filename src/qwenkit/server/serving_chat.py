@@ -37,6 +37,7 @@ from qwenkit.server.serving_common import (
     check_model,
     choice_seed,
     completion_id,
+    encode_request,
     errors_as_events,
     now,
     refuse_template,
@@ -194,7 +195,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request) 
     params = dataclasses.replace(
         chat_params(body, constraint, llm.facts.template_family), adapter=adapter_of(state, model)
     )
-    encoded = llm.encode(body.messages, params)  # once for all choices; bad messages fail before admission
+    encoded = await encode_request(llm, body.messages, params)  # once for all choices, before admission
     prompt_tokens = len(encoded.ids)
     room = max(0, llm.context_length - prompt_tokens)
     reserved = body.n * min(room, params.max_tokens or room)

@@ -9,13 +9,17 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from qwenkit.chat.encode import EncodedPrompt
 from qwenkit.chat.events import Event
+from qwenkit.chat.messages import normalize_messages
 from qwenkit.engine.chat_run import ChatResult, TokenLogprob
 from qwenkit.engine.llm import LLM, ChatStream
+from qwenkit.engine.params import ChatParams
 from qwenkit.errors import ModelNotFoundError, OverloadedError, QwenkitError, UsageError
 from qwenkit.server.auth import key_name_of
 from qwenkit.server.errors import error_body
@@ -215,3 +219,11 @@ async def errors_as_events(run: RequestRun, body: AsyncIterator[str]) -> AsyncIt
         yield DONE
     finally:
         run.close()
+
+
+async def encode_request(llm: LLM, messages: Sequence[Any], params: ChatParams) -> EncodedPrompt:
+    """The prompt of a chat request; one with images is encoded on a worker thread, since decoding,
+    resizing (and, where allowed, fetching) them must not hold up the event loop's other requests."""
+    if any(message.images for message in normalize_messages(messages)):
+        return await anyio.to_thread.run_sync(llm.encode, messages, params)
+    return llm.encode(messages, params)

@@ -6,9 +6,11 @@ count it reports is the count a chat request would use; with ``prompt`` it is pl
 
 from __future__ import annotations
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
 
 from qwenkit.chat.encode import encode_chat
+from qwenkit.chat.messages import normalize_messages
 from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.errors import UsageError
 from qwenkit.server.protocol_chat import TokenizeRequest
@@ -30,21 +32,30 @@ async def tokenize(body: TokenizeRequest, request: Request) -> TokenizeResponse:
     llm = state.llm
     if (body.prompt is None) == (body.messages is None):
         raise UsageError("give exactly one of 'prompt' or 'messages'", param="prompt")
+    image_tokens: list[int] | None = None
     if body.messages is not None:
+        messages = normalize_messages(body.messages)
+        if any(m.images for m in messages):  # decoding and resizing stay off the event loop
+            prepared = await anyio.to_thread.run_sync(llm.prepare_images, messages)
+            image_tokens = [image.tokens for image in prepared]
         encoded = encode_chat(
-            body.messages,
+            messages,
             llm.tokenizer,
             tools=None if body.tools is None else [t.model_dump(exclude_none=True) for t in body.tools],
             enable_thinking=body.enable_thinking,
             add_generation_prompt=body.add_generation_prompt,
             continue_final_message=body.continue_final_message,
             template=llm.template,  # the template the model was loaded with
+            image_tokens=image_tokens or None,
         )
         ids = list(encoded.ids)
     else:
         ids = llm.tokenizer.encode_text(body.prompt or "")
     strs = _token_strs(llm.tokenizer, ids) if body.return_token_strs else None
-    return TokenizeResponse(count=len(ids), max_model_len=llm.context_length, tokens=ids, token_strs=strs)
+    return TokenizeResponse(
+        count=len(ids), max_model_len=llm.context_length, tokens=ids, token_strs=strs,
+        image_tokens=image_tokens,
+    )
 
 
 @router.post("/detokenize", response_model=DetokenizeResponse, responses=ERRORS)

@@ -1,6 +1,7 @@
 // The playground page: conversations, the composer, the model panel and the settings.
 
 import { requestMessages, streamAnswer } from "./chat.js";
+import { Attachments, imageFiles } from "./images.js";
 import { askKey, initKeyDialog } from "./keys.js";
 import { Panel } from "./panel.js";
 import * as store from "./store.js";
@@ -20,6 +21,7 @@ const ui = {
 
 const current = () => ui.conversations.find((c) => c.id === ui.currentId);
 const panel = new Panel(setStatus);
+const attachments = new Attachments($("attachments"), (message) => setStatus(message, true));
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -228,13 +230,14 @@ function send(event) {
   event.preventDefault();
   if (ui.active) return;
   const text = $("prompt").value;
-  if (!text.trim()) return;
-  const conv = current();
   const role = $("send-role").value;
+  if (!text.trim() && (role === "tool" || !attachments.items.length)) return;
+  const conv = current();
   const msg = { role: role === "tool" ? "tool" : "user", content: text };
   if (msg.role === "tool") msg.tool_call_id = pendingToolCall(conv)?.id || "";
+  else if (attachments.items.length) msg.images = attachments.take();
   if (msg.role === "user" && !conv.titled && !conv.messages.some((m) => m.role === "user")) {
-    conv.title = store.titleFrom(text);
+    conv.title = store.titleFrom(text.trim() ? text : "Image");
     $("chat-title").textContent = conv.title;
   }
   $("prompt").value = "";
@@ -293,6 +296,40 @@ function bindSystemPrompt() {
   $("system-prompt").addEventListener("change", () => persist());
 }
 
+function attach(files) {
+  if (!files.length) return;
+  setStatus("Reading the image…");
+  attachments.add(files, panel.card()?.id, askKey).then(() => {
+    if ($("status").textContent === "Reading the image…") setStatus("");
+  });
+}
+
+function bindImages() {
+  $("attach").addEventListener("click", () => $("image-input").click());
+  $("image-input").addEventListener("change", () => {
+    attach([...$("image-input").files]);
+    $("image-input").value = "";
+  });
+  $("prompt").addEventListener("paste", (e) => {
+    const files = imageFiles(e.clipboardData);
+    if (files.length) {
+      e.preventDefault();
+      attach(files);
+    }
+  });
+  const composer = $("composer");
+  composer.addEventListener("dragover", (e) => {
+    if ([...e.dataTransfer.items].some((item) => item.kind === "file")) e.preventDefault();
+  });
+  composer.addEventListener("drop", (e) => {
+    const files = imageFiles(e.dataTransfer);
+    if (files.length) {
+      e.preventDefault();
+      attach(files);
+    }
+  });
+}
+
 function bindActions() {
   $("composer").addEventListener("submit", send);
   $("prompt").addEventListener("keydown", (e) => {
@@ -307,6 +344,7 @@ function bindActions() {
     if (b) selectConversation(b.dataset.id);
   });
   $("messages").addEventListener("click", onMessagesClick);
+  bindImages();
   window.addEventListener("beforeunload", () => persist());
 }
 

@@ -14,6 +14,10 @@ export function requestMessages(conv, upTo) {
       out.push(msg);
     } else if (m.role === "tool") {
       out.push({ role: "tool", content: m.content, tool_call_id: m.tool_call_id || "" });
+    } else if (m.images && m.images.length) {
+      const parts = m.images.map((image) => ({ type: "image_url", image_url: { url: image.url } }));
+      if (m.content) parts.push({ type: "text", text: m.content });
+      out.push({ role: "user", content: parts });
     } else {
       out.push({ role: "user", content: m.content });
     }

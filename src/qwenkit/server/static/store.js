@@ -44,6 +44,14 @@ function cleanToolCalls(calls) {
   return out.length ? out : undefined;
 }
 
+function cleanImages(images) {
+  if (!Array.isArray(images)) return undefined;
+  const out = images
+    .filter((i) => i && typeof i.url === "string" && /^data:image\/(png|jpeg|webp|gif|bmp);base64,/.test(i.url))
+    .map((i) => ({ url: i.url, tokens: Number.isInteger(i.tokens) ? i.tokens : null }));
+  return out.length ? out : undefined;
+}
+
 function cleanMessage(m) {
   if (!m || !ROLES.has(m.role)) return null;
   const msg = { role: m.role, content: str(m.content) };
@@ -54,6 +62,8 @@ function cleanMessage(m) {
   if (m.error) msg.error = str(m.error);
   if (m.stopped) msg.stopped = true;
   if (m.stats && typeof m.stats === "object") msg.stats = { ...m.stats };
+  const images = cleanImages(m.images);
+  if (images) msg.images = images;
   return msg;
 }
 

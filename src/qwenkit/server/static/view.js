@@ -49,6 +49,21 @@ function toolCallBlock(call) {
   return box;
 }
 
+/** A user's images as thumbnails, each with the image tokens it cost. */
+function imageStrip(images) {
+  const strip = el("div", "msg-images");
+  images.forEach((image, i) => {
+    const figure = el("figure", "attachment");
+    const img = el("img");
+    img.src = image.url;
+    img.alt = `image ${i + 1}`;
+    figure.appendChild(img);
+    if (Number.isInteger(image.tokens)) figure.appendChild(el("figcaption", "image-tokens", `${image.tokens} image tokens`));
+    strip.appendChild(figure);
+  });
+  return strip;
+}
+
 function statsLine(msg) {
   const s = msg.stats || {};
   const parts = [];
@@ -69,6 +84,7 @@ export class MessageView {
     const label = msg.role === "tool" ? `tool result${callId}` : msg.role;
     this.root.appendChild(el("div", "msg-role", label));
     this.reasoning = null;
+    if (msg.images && msg.images.length) this.root.appendChild(imageStrip(msg.images));
     this.body = el("div", msg.role === "assistant" ? "msg-body markdown" : "msg-body plain");
     this.tools = el("div", "tool-calls");
     this.error = el("div", "msg-error");
