@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from qwenkit.errors import UsageError
+
 QWENKIT = [sys.executable, "-m", "qwenkit"]
 
 
@@ -77,6 +79,14 @@ def test_chat_session_commands(tiny_qwen3_dir: Path, tmp_path: Path) -> None:
         run_repl(session, input_fn=lambda _prompt: next(lines))
         assert session.messages == []  # /reset
         assert session.thinking is False
+        with pytest.raises(UsageError, match="this model reads text only"):
+            session.attach(str(tmp_path / "c.json"))
+        with pytest.raises(UsageError, match="no image file"):
+            session.attach(str(tmp_path / "nothing.png"))
+        session.images = [str(tmp_path / "c.json")]  # a turn the model refuses leaves no trace
+        with pytest.raises(UsageError, match="image"):
+            session.send("what is this?")
+        assert session.messages == [] and session.images == [str(tmp_path / "c.json")]
     saved = json.loads((tmp_path / "c.json").read_text())["messages"]
     assert [m["role"] for m in saved] == ["user", "assistant", "user", "assistant"]
     assert saved[0]["content"] == "hello \nthere"

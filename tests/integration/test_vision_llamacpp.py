@@ -11,7 +11,10 @@ tokenizer's last id zeroed (llama.cpp could sample them; transformers' backend n
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -111,6 +114,32 @@ def test_convert_writes_the_text_gguf_and_its_projector(gguf: Path) -> None:
 def test_the_backend_finds_the_projector_beside_the_model(llama: LLM) -> None:
     assert Capability.IMAGES in llama.backend.capabilities
     assert llama.backend.vision_grid.factor == 28  # type: ignore[attr-defined]
+
+
+def qwenkit_run(model: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "qwenkit", "run", str(model), QUESTION, "--max-tokens", "2", "--json"]
+    command += ["--context", "512", *options]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def test_run_takes_a_projector_from_anywhere(gguf: Path, tmp_path: Path) -> None:
+    """`qwenkit run --image` through the installed entry point: a projector that is not beside the model
+    is named with --mmproj; without it the model reads no images, and says so without a traceback."""
+    model, projector = tmp_path / "model" / "vl.gguf", tmp_path / "projectors" / "vision.gguf"
+    for target, source in ((model, gguf), (projector, gguf.parent / f"mmproj-{gguf.name}")):
+        target.parent.mkdir()
+        shutil.copyfile(source, target)
+    image = tmp_path / "pic.png"
+    picture(84, 56).save(image)
+    answered = qwenkit_run(model, "--image", str(image), "--mmproj", str(projector))
+    assert answered.returncode == 0, answered.stderr
+    text_only = qwenkit_run(model)
+    usage = [json.loads(proc.stdout)["usage"]["prompt_tokens"] for proc in (answered, text_only)]
+    assert usage[0] == usage[1] + fit_image(56, 84).tokens + 2
+    refused = qwenkit_run(model, "--image", str(image))
+    assert refused.returncode == 2, refused.stderr
+    assert "messages[0].content[0]: no vision projector was loaded" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 @pytest.mark.parametrize("size", [(56, 56), (300, 200), (28, 560)])

@@ -143,6 +143,27 @@ def test_bad_images_name_their_part(vl: LLM, source: str, error: type[Exception]
     assert "messages[0].content[0]" in str(caught.value)
 
 
+def test_chat_attaches_images_with_slash_image(vl: LLM, tmp_path: Path) -> None:
+    """`qwenkit chat`'s /image FILE: said with its token count, sent with the next message only; a
+    wrong path is an error line and the conversation goes on."""
+    from rich.console import Console
+
+    from qwenkit.cli.chat_session import ChatSession, run_repl
+
+    file = tmp_path / "chart.png"
+    file.write_bytes(png(120, 90))
+    out = io.StringIO()
+    session = ChatSession(vl, max_tokens=2, console=Console(file=out, width=300),
+                          err_console=Console(file=io.StringIO()))
+    lines = iter([f"/image {file}", "/image /nonexistent/x.png", "what is this?", "and now?", "/exit"])
+    run_repl(session, input_fn=lambda _prompt: next(lines))
+    assert f"({fit_image(90, 120).tokens} image tokens)" in out.getvalue()
+    assert "error: no image file at /nonexistent/x.png" in out.getvalue()
+    asked = [m["content"] for m in session.messages if m["role"] == "user"]
+    assert asked == [[{"type": "image", "image": str(file)}, {"type": "text", "text": "what is this?"}],
+                     "and now?"]
+
+
 def test_a_server_reads_no_local_files(vl: LLM, tmp_path: Path) -> None:
     file = tmp_path / "secret.png"
     file.write_bytes(png(20, 20))

@@ -26,7 +26,14 @@ from qwenkit.chat.messages import (
 )
 from qwenkit.chat.template import TemplateFeatures, render, resolve_template, template_features
 from qwenkit.chat.tokenizer import Tokenizer
-from qwenkit.chat.vision import IMAGE_PAD, ImageSpan, check_image_counts, expand_image_pads, with_image_parts
+from qwenkit.chat.vision import (
+    IMAGE_PAD,
+    NO_IMAGES,
+    ImageSpan,
+    check_image_counts,
+    expand_image_pads,
+    with_image_parts,
+)
 from qwenkit.errors import TemplateError, UsageError
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -322,6 +329,7 @@ def encode_chat(
     continue_final_message: bool = False,
     template: str | None = None,
     image_tokens: Sequence[int] | None = None,
+    images_unavailable: str = NO_IMAGES,
 ) -> EncodedPrompt:
     """Render ``messages`` with the model's chat template (or a built-in one) and tokenize the prompt.
 
@@ -329,7 +337,8 @@ def encode_chat(
     ``continue_final_message`` (vLLM's and transformers' name) leaves the final assistant message open,
     so the model goes on from its last character (a pre-filled answer); it implies no generation prompt.
     ``image_tokens`` gives each image part's token count (``qwenkit.media``), in message order: a
-    Qwen-VL template's one ``<|image_pad|>`` per image is repeated that many times.
+    Qwen-VL template's one ``<|image_pad|>`` per image is repeated that many times; without them an
+    image part is refused with ``images_unavailable`` as the reason.
     """
     for name, flag in (("add_generation_prompt", add_generation_prompt),
                        ("continue_final_message", continue_final_message)):
@@ -339,7 +348,7 @@ def encode_chat(
     msgs = normalize_messages(messages)
     specs = normalize_tools(tools)
     source = resolve_template(template, tokenizer)
-    images = check_image_counts(msgs, source, image_tokens)
+    images = check_image_counts(msgs, source, image_tokens, images_unavailable)
     features = template_features(source)
     if features.reads_reasoning:
         msgs = tuple(split_inline_reasoning(m) for m in msgs)

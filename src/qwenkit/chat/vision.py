@@ -37,9 +37,13 @@ def content_parts(message: Message, text: Callable[[str], str]) -> list[dict[str
             for part in message.parts or ()]
 
 
+NO_IMAGES = "this backend does not take images"
+
+
 def check_image_counts(messages: Sequence[Message], template_source: str,
-                       image_tokens: Sequence[int] | None) -> int:
-    """How many images the prompt holds, refusing what cannot be encoded (by the part's name)."""
+                       image_tokens: Sequence[int] | None, unavailable: str = NO_IMAGES) -> int:
+    """How many images the prompt holds, refusing what cannot be encoded (by the part's name);
+    ``unavailable`` says why a vision model's images cannot be read here (``image_tokens`` None)."""
     positions = image_positions(messages)
     if not positions:
         return 0
@@ -49,7 +53,7 @@ def check_image_counts(messages: Sequence[Message], template_source: str,
         problem = "this model reads text only; images need a vision model (Qwen2.5-VL, Qwen3-VL)"
         raise UsageError(f"{where}: {problem}", param=where)
     if image_tokens is None:
-        raise UsageError(f"{where}: this backend does not take images", param=where)
+        raise UsageError(f"{where}: {unavailable}", param=where)
     if len(image_tokens) != len(positions) or any(n < 1 for n in image_tokens):
         counts = list(image_tokens)
         raise ValueError(f"{len(positions)} images need as many positive token counts, got {counts}")

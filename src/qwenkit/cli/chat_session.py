@@ -13,11 +13,15 @@ from rich.console import Console
 from qwenkit.chat.events import ContentDelta, ReasoningDelta, ToolCall
 from qwenkit.cli.notices import NO_THINKING, can_think, cut_notice
 from qwenkit.engine.chat_run import ChatResult
+from qwenkit.engine.image_prompt import ImagePrompt
 from qwenkit.engine.llm import LLM
 from qwenkit.engine.params import ChatParams
 from qwenkit.errors import QwenkitError, UsageError
 
-HELP = "commands: /think  /no_think  /reset  /save FILE  /exit   (end a line with \\ to continue it)"
+HELP = (
+    "commands: /think  /no_think  /image FILE  /reset  /save FILE  /exit"
+    "   (end a line with \\ to continue it)"
+)
 
 
 @dataclass
@@ -32,12 +36,30 @@ class ChatSession:
     console: Console = field(default_factory=Console)
     err_console: Console = field(default_factory=lambda: Console(stderr=True))
     messages: list[dict[str, Any]] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)  # attached to the next message
 
     def __post_init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
         self.messages = [{"role": "system", "content": self.system}] if self.system else []
+        self.images = []
+
+    def attach(self, path: str) -> int:
+        """/image FILE: the next message shows this image. Read and sized now, so that a wrong path or
+        a file that is no image is said before the question is typed; returns its image tokens."""
+        if not path:
+            raise UsageError("usage: /image FILE")
+        target = Path(path).expanduser()
+        if not target.is_file():
+            raise UsageError(f"no image file at {target}")
+        try:  # the model's own check: text only, no projector, not an image, too large
+            prompt = self.llm.encode([{"role": "user", "content": [{"type": "image", "image": str(target)}]}],
+                                     ChatParams())
+        except QwenkitError as exc:
+            raise UsageError(str(exc).removeprefix("messages[0].content[0]: ")) from exc
+        self.images.append(str(target))
+        return sum(image.tokens for image in prompt.prepared) if isinstance(prompt, ImagePrompt) else 0
 
     def warn(self, message: str) -> None:
         self.err_console.print(f"warning: {message}", style="yellow", markup=False, highlight=False)
@@ -60,12 +82,20 @@ class ChatSession:
             raise UsageError(f"cannot write {target}: {exc.strerror}") from exc
         return target
 
+    def _user_message(self, text: str) -> dict[str, Any]:
+        if not self.images:
+            return {"role": "user", "content": text}
+        parts: list[dict[str, str]] = [{"type": "image", "image": path} for path in self.images]
+        return {"role": "user", "content": [*parts, {"type": "text", "text": text}]}
+
     def send(self, text: str) -> ChatResult:
-        self.messages.append({"role": "user", "content": text})
         params = ChatParams(
             enable_thinking=self.thinking, thinking_budget=self.thinking_budget, max_tokens=self.max_tokens
         )
-        stream = self.llm.start_chat(self.messages, params)
+        # The turn joins the conversation once it has started: a refused one leaves it as it was.
+        messages = [*self.messages, self._user_message(text)]
+        stream = self.llm.start_chat(messages, params)
+        self.messages, self.images = messages, []
         try:
             for event in stream:
                 if isinstance(event, ReasoningDelta):
@@ -107,6 +137,9 @@ def _command(session: ChatSession, line: str) -> bool:
         session.console.print("conversation cleared", style="dim")
     elif name == "/save":
         session.console.print(f"saved to {session.save(arg.strip())}", style="dim")
+    elif name == "/image":
+        tokens = session.attach(arg.strip())
+        session.console.print(f"image attached to the next message ({tokens} image tokens)", style="dim")
     else:
         session.console.print(HELP, style="yellow")
     return True

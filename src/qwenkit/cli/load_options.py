@@ -27,10 +27,12 @@ class LoadOptions:
     context: int
     threads: int | None
     parallel: int
+    mmproj: str | None = None
 
     def load(self, *, progress: bool = True):  # type: ignore[no-untyped-def]
         from qwenkit.engine.llm import load
 
+        extra = {"mmproj": self.mmproj} if self.mmproj is not None else {}
         return load(
             self.ref,
             backend=self.backend,
@@ -38,6 +40,7 @@ class LoadOptions:
             threads=self.threads,
             parallel=self.parallel,
             progress=progress,
+            **extra,
         )
 
 
@@ -59,9 +62,13 @@ def context_option(default: int | None = 4096, help: str = "context length in to
 BackendOption = backend_option()
 ContextOption = context_option()
 ThreadsOption = typer.Option(None, "--threads", min=1, help=THREADS_HELP)
+MmprojOption = typer.Option(
+    None, "--mmproj", help="llama.cpp vision models: the projector GGUF (default: mmproj-NAME beside it)"
+)
 
 
 def load_options(
-    ref: str | None, backend: str, context: int, threads: int | None, parallel: int = 1
+    ref: str | None, backend: str, context: int, threads: int | None, parallel: int = 1,
+    mmproj: str | None = None,
 ) -> LoadOptions:
-    return LoadOptions(ref or DEFAULT_MODEL, backend, context, threads, parallel)
+    return LoadOptions(ref or DEFAULT_MODEL, backend, context, threads, parallel, mmproj)

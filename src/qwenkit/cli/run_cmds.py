@@ -11,7 +11,14 @@ import typer
 from qwenkit.chat.events import ContentDelta, Event, ReasoningDelta, ToolCall
 from qwenkit.cli.app import app, err_console, print_json, warn
 from qwenkit.cli.chat_session import ChatSession, run_repl
-from qwenkit.cli.load_options import REF_HELP, BackendOption, ContextOption, ThreadsOption, load_options
+from qwenkit.cli.load_options import (
+    REF_HELP,
+    BackendOption,
+    ContextOption,
+    MmprojOption,
+    ThreadsOption,
+    load_options,
+)
 from qwenkit.cli.notices import ThinkingRequest, cut_notice
 from qwenkit.engine.chat_run import ChatResult
 from qwenkit.engine.params import ChatParams
@@ -89,13 +96,14 @@ def run(
     backend: str = BackendOption,
     context: int = ContextOption,
     threads: int | None = ThreadsOption,
+    mmproj: str | None = MmprojOption,
 ) -> None:
     """Answer one prompt: the answer on stdout; reasoning and warnings on stderr (or all in --json)."""
     ref, prompt = _split_args(args)
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": user_content(prompt, image)}
     ]
-    with load_options(ref, backend, context, threads).load(progress=not json_out) as llm:
+    with load_options(ref, backend, context, threads, mmproj=mmproj).load(progress=not json_out) as llm:
         thinking = ThinkingRequest.for_model(llm, think, thinking_budget)
         params = ChatParams(
             enable_thinking=thinking.enable,
@@ -131,9 +139,10 @@ def chat(
     backend: str = BackendOption,
     context: int = ContextOption,
     threads: int | None = ThreadsOption,
+    mmproj: str | None = MmprojOption,
 ) -> None:
-    """Interactive chat: streaming answers, /think, /no_think, /reset, /save FILE, /exit."""
-    with load_options(ref, backend, context, threads).load() as llm:
+    """Interactive chat: streaming answers, /think, /no_think, /image FILE, /reset, /save FILE, /exit."""
+    with load_options(ref, backend, context, threads, mmproj=mmproj).load() as llm:
         thinking = ThinkingRequest.for_model(llm, think, thinking_budget)
         for warning in thinking.warnings:
             warn(warning)

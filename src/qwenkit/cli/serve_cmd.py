@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from qwenkit.cli.app import app
-from qwenkit.cli.load_options import BACKEND_NAMES, THREADS_HELP, backend_option
+from qwenkit.cli.load_options import BACKEND_NAMES, THREADS_HELP, MmprojOption, backend_option
 from qwenkit.engine.registry import check_vllm_settings
 from qwenkit.errors import MissingDependencyError, UsageError
 
@@ -76,9 +76,7 @@ def serve(
         None, help="pixels an image is resized to at most when a request names no max_pixels (default: "
         "1280 tokens' worth, 1003520)",
     ),
-    mmproj: str | None = typer.Option(
-        None, "--mmproj", help="llama.cpp vision models: the projector GGUF (default: mmproj-NAME beside it)"
-    ),
+    mmproj: str | None = MmprojOption,
     log_prompts: bool | None = typer.Option(
         None, "--log-prompts/--no-log-prompts", help="log prompt and output text (default: sha256 only)"
     ),

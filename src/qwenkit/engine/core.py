@@ -122,6 +122,12 @@ class EngineCore:
         return handle
 
     @property
+    def images_unavailable(self) -> str:
+        """Why this model reads no images here, said when a prompt brings one."""
+        reason: str | None = getattr(self.runner, "images_unavailable", None)
+        return reason or f"the {self.kind.display} backend does not take images"
+
+    @property
     def vision_grid(self) -> VisionGrid | None:
         """How the model's vision tower tiles images (None: it reads no images)."""
         grid: VisionGrid | None = getattr(self.runner, "vision_grid", None)

@@ -211,6 +211,10 @@ class LlamaCppRunner:
     def vision_grid(self) -> VisionGrid | None:
         return self.vision.grid if self.vision is not None else None
 
+    @property
+    def images_unavailable(self) -> str:
+        return "no vision projector was loaded (mmproj-NAME beside the model, or the mmproj option)"
+
     def warm_up(self) -> None:
         """Run a prefill-sized batch and a single-token step once, then forget them: the first decode
         pays for paging the weights in and preparing the kernels, and a user's first request should not.

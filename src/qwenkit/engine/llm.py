@@ -21,6 +21,7 @@ from qwenkit.chat.messages import Message, normalize_messages
 from qwenkit.chat.template import TemplateFamily, classify_template, resolve_template
 from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.chat.tool_parsers import ToolParser, format_for_template, make_tool_parser
+from qwenkit.chat.vision import NO_IMAGES
 from qwenkit.engine.chat_run import ChatResult, ChatRun, ThinkingControl
 from qwenkit.engine.image_prompt import ImagePrompt, ImageRules, prepare_message_images, with_images
 from qwenkit.engine.params import (
@@ -229,8 +230,14 @@ class LLM:
             continue_final_message=params.continue_final_message,
             template=self._template,
             image_tokens=[image.tokens for image in prepared] if prepared else None,
+            images_unavailable=self.images_unavailable,
         )
         return with_images(encoded, prepared)
+
+    @property
+    def images_unavailable(self) -> str:
+        """Why this model reads no images here (when it does not)."""
+        return str(getattr(self.backend, "images_unavailable", NO_IMAGES))
 
     def prepare_images(self, messages: Sequence[Message]) -> tuple[PreparedImage, ...]:
         """The messages' images loaded and resized for this model (none when it reads no images:

@@ -47,6 +47,7 @@ async def tokenize(body: TokenizeRequest, request: Request) -> TokenizeResponse:
             continue_final_message=body.continue_final_message,
             template=llm.template,  # the template the model was loaded with
             image_tokens=image_tokens or None,
+            images_unavailable=llm.images_unavailable,
         )
         ids = list(encoded.ids)
     else:
