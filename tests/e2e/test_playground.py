@@ -8,9 +8,7 @@ tiny model cannot give (markup, reasoning, tool calls) fulfil the chat request w
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,21 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright import sync_api
 
 pytestmark = pytest.mark.slow  # a model server subprocess and a browser per module
 
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 START_TIMEOUT_S = 240.0
 CHAT_PATH = "/v1/chat/completions"
 KEY = "playground-test-key"
-
-
-def _chromium() -> str:
-    for candidate in (os.environ.get("QWENKIT_CHROMIUM"), *CHROMIUM_CANDIDATES, shutil.which("chromium")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    pytest.fail("no chromium: run scripts/ensure-browser.sh (apt-get install -y chromium)")
 
 
 def _free_port() -> int:
@@ -104,14 +93,6 @@ def server(tiny_qwen3_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     srv = start_server(tiny_qwen3_dir, tmp_path_factory.mktemp("serve"), "--backend", "transformers")
     yield srv
     stop_server(srv)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=_chromium(), headless=True)
-        yield instance
-        instance.close()
 
 
 @dataclass

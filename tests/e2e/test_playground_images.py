@@ -12,8 +12,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from playwright import sync_api
-from test_playground import Server, _chromium, open_tab, start_server, stop_server
+from test_playground import Server, open_tab, start_server, stop_server
 
 from qwenkit.media import fit_image
 
@@ -27,14 +26,6 @@ def vl_server(tiny_qwen2_5_vl_dir: Path, tmp_path_factory: pytest.TempPathFactor
     srv = start_server(tiny_qwen2_5_vl_dir, tmp_path_factory.mktemp("serve-vl"), "--backend", "transformers")
     yield srv
     stop_server(srv)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=_chromium(), headless=True)
-        yield instance
-        instance.close()
 
 
 def chart(path: Path, width: int, height: int) -> Path:

@@ -11,27 +11,27 @@ another sequence is a metadata update, not a buffer copy.
 
 A vision model (a qwen2vl text GGUF with its mmproj) also takes images: ``llama_vision.py`` encodes
 them on its own thread, and a step feeds a ready image's embeddings in a second ``llama_decode``
-sharing the step's token budget. Positions are tracked per KV cell, since with M-RoPE an image takes
-fewer positions than cells; the prefix cache compares images by their pixels.
+sharing the step's token budget (``llama_image_feed.py``). Positions are tracked per KV cell
+(``llama_slots.py``), since with M-RoPE an image takes fewer positions than cells; the prefix cache
+compares images by their pixels.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import time
-from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 
 from qwenkit.engine.core import EngineCore
 from qwenkit.engine.llama_adapters import LlamaAdapters
+from qwenkit.engine.llama_image_feed import ImageFeeder, wait_for_images
 from qwenkit.engine.llama_lib import llama_lib
 from qwenkit.engine.llama_sampling import SequenceSampler, check_grammar, logits_row, token_logprobs
+from qwenkit.engine.llama_slots import SlotCache
 from qwenkit.engine.llama_threads import ThreadTuner
 from qwenkit.engine.llama_tokenizer import LlamaTokenizer
 from qwenkit.engine.llama_vision import (
@@ -49,8 +49,6 @@ from qwenkit.engine.types import BackendKind, BackendOptions, Capability, Sampli
 from qwenkit.errors import ModelFormatError, ModelNotFoundError, QwenkitError, UsageError
 from qwenkit.media import VisionGrid
 
-IMAGE_WAIT = 0.05  # seconds the engine thread waits for an encoder when nothing else can run
-
 N_BATCH = 512  # tokens per llama_decode
 # The default KV layout (BackendOptions.kv_unified): one cell pool shared by all sequences, which
 # benchmarks/bench_engine_speed.py measured faster than a stream per sequence at 8 and 16 streams
@@ -58,32 +56,6 @@ N_BATCH = 512  # tokens per llama_decode
 # prefix be shared between busy slots without copying.
 KV_UNIFIED = True
 WARM_UP_TOKENS = 32
-
-
-@dataclass
-class _SlotCache:
-    """What one llama.cpp sequence id holds between requests: the tokens whose KV it keeps (an image's
-    cells as its pixel key), and the position that follows each cell."""
-
-    kv_tokens: list[int] = field(default_factory=list)
-    after: list[int] = field(default_factory=list)
-    last_used: float = 0.0
-    adapter: str | None = None  # the LoRA adapter the cached KV was computed with
-
-    def position_at(self, cells: int) -> int:
-        """The position of the token after the first ``cells`` cells."""
-        return self.after[cells - 1] if cells else 0
-
-    def keep(self, keys: list[int], after: list[int]) -> None:
-        self.kv_tokens, self.after = keys, after
-
-    def add_text(self, tokens: list[int], start: int) -> None:
-        self.kv_tokens.extend(tokens)
-        self.after.extend(range(start + 1, start + 1 + len(tokens)))
-
-    def add_image(self, key: int, cells: int, following: int) -> None:
-        self.kv_tokens.extend([key] * cells)
-        self.after.extend([following] * cells)
 
 
 @dataclass
@@ -144,11 +116,10 @@ class LlamaCppRunner:
         if self.adapters:
             self.capabilities = type(self).capabilities | Capability.ADAPTERS
         self.vision = vision
-        self._image_batch: Any = None
+        self._images: ImageFeeder | None = None
         if vision is not None:
             self.capabilities = self.capabilities | Capability.IMAGES
-            # With M-RoPE an embedding takes four positions, section after section.
-            self._image_batch = lib.llama_batch_init(N_BATCH * 4, vision.n_embd, 1)
+            self._images = ImageFeeder(lib, ctx, vision.n_embd, N_BATCH)
         self._lib = lib
         self._model = model
         self._ctx = ctx
@@ -160,7 +131,7 @@ class LlamaCppRunner:
         self.vocab_size = self.tokenizer.vocab_size
         self._vocab = lib.llama_model_get_vocab(model)
         self._batch = lib.llama_batch_init(N_BATCH, 0, 1)
-        self._slots = [_SlotCache() for _ in range(options.parallel)]
+        self._slots = [SlotCache() for _ in range(options.parallel)]
         self._image_pad = self.tokenizer.special_tokens.get("<|image_pad|>", -1)
         # The user's --threads is kept as given; the default adapts to a busy machine.
         most = default_threads()
@@ -287,7 +258,7 @@ class LlamaCppRunner:
 
     def _encode_images(self, state: _State, reuse: int) -> None:
         if self.vision is None:
-            raise UsageError("this model reads no images: no vision projector (mmproj) was loaded")
+            raise UsageError(f"this model reads no images: {self.images_unavailable}")
         for run in state.runs:
             if run.begin >= reuse:  # a cached image is not encoded again
                 run.embedding = self.vision.encode(run.image, run.length)
@@ -301,12 +272,14 @@ class LlamaCppRunner:
         plan, piece, failed = self._plan(seqs)
         if not plan and piece is None:
             if not failed:
-                self._wait_for_images(seqs)
+                wait_for_images(run for seq in seqs for run in _state(seq).runs)
             return failed
         if self.adapters:
             self.adapters.apply(self._ctx, seqs[0].params.adapter)
         if piece is not None:  # first: a decode's logits last only until the next decode
-            self._feed_image(piece)
+            assert self._images is not None
+            self._images.feed(piece.run, piece.seq.slot, self._slots[piece.seq.slot], piece.count)
+            _state(piece.seq).prefilled += piece.count
         if plan:
             began = time.perf_counter()
             status = self._lib.llama_decode(self._ctx, self._batch)
@@ -374,7 +347,7 @@ class LlamaCppRunner:
         plan: list[_Planned],
     ) -> int:
         cache = self._slots[seq.slot]
-        batch, pos = self._batch, cache.position_at(len(cache.kv_tokens))
+        batch, pos = self._batch, cache.next_position
         plan.append(_Planned(seq, tokens, prefill, pos))
         for j, tid in enumerate(tokens):
             batch.token[n + j] = tid
@@ -386,42 +359,6 @@ class LlamaCppRunner:
             batch.logits[n + len(tokens) - 1] = 1
             _state(seq).logits_index = n + len(tokens) - 1
         return n + len(tokens)
-
-    def _feed_image(self, piece: _ImagePiece) -> None:
-        """Decode ``piece.count`` embeddings of a ready image into its sequence's KV."""
-        seq, run, count = piece.seq, piece.run, piece.count
-        assert run.embedding is not None
-        embedding = run.embedding.result()
-        cache = self._slots[seq.slot]
-        if run.fed == 0:
-            run.start = cache.position_at(len(cache.kv_tokens))
-        rows = np.ascontiguousarray(embedding.embd[run.fed : run.fed + count], dtype=np.float32)
-        batch = self._image_batch
-        ctypes.memmove(batch.embd, rows.ctypes.data, rows.nbytes)
-        for j, position in enumerate(embedding.positions(run.start, run.fed, count)):
-            batch.pos[j] = position
-        for j in range(count):
-            batch.n_seq_id[j] = 1
-            batch.seq_id[j][0] = seq.slot
-            batch.logits[j] = 0
-        batch.n_tokens = count
-        status = self._lib.llama_decode(self._ctx, batch)
-        if status != 0:
-            raise QwenkitError(f"llama_decode failed on an image with status {status}")
-        cache.add_image(run.key, count, run.start + embedding.n_pos)
-        run.fed += count
-        _state(seq).prefilled += count
-
-    @staticmethod
-    def _wait_for_images(seqs: list[Sequence]) -> None:
-        """Nothing could run: every sequence waits for an image encoder. Wait for one a little, not
-        spinning the engine thread against the encoder's."""
-        pending = [
-            run.embedding for seq in seqs for run in _state(seq).runs
-            if run.embedding is not None and not run.embedding.done()
-        ]  # fmt: skip
-        if pending:
-            futures.wait(pending, timeout=IMAGE_WAIT, return_when=futures.FIRST_COMPLETED)
 
     def sample(self, seq: Sequence) -> TokenEvent:
         state = _state(seq)
@@ -459,7 +396,8 @@ class LlamaCppRunner:
         lib = self._lib
         if self.vision is not None:
             self.vision.close()
-            lib.llama_batch_free(self._image_batch)
+        if self._images is not None:
+            self._images.close()
         lib.llama_batch_free(self._batch)
         lib.llama_free(self._ctx)
         self.tokenizer.detach()
