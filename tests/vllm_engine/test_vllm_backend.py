@@ -196,3 +196,27 @@ def test_bad_input_fails_at_submit(
 ) -> None:
     with pytest.raises(error, match=match):
         backend.submit(ids, params)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("budget", [8, 20])
+def test_the_thinking_budget_lands_as_on_the_other_backends(
+    backend: object, model_dir: Path, budget: int
+) -> None:
+    """As tests/integration/test_thinking_budget_tiny.py on transformers: the prompt opens <think>,
+    the budget forces Qwen's early-stop text (a new vLLM request continues after it), and the reasoning
+    ends within one token of the budget."""
+    from test_thinking_budget_tiny import OPEN_THINK_TEMPLATE, USER
+
+    from qwenkit.engine.llm import LLM, facts_for
+    from qwenkit.engine.params import THINKING_EARLY_STOP
+
+    llm = LLM(backend, facts_for(backend.tokenizer, model_dir, None), template=OPEN_THINK_TEMPLATE)  # type: ignore[arg-type, attr-defined]
+    tok = llm.tokenizer
+    forced = [*tok.encode_text(THINKING_EARLY_STOP), tok.special_tokens["</think>"], *tok.encode_text("\n\n")]
+    result = llm.chat(
+        USER, thinking_budget=budget, max_tokens=budget + len(forced) + 12, temperature=0.0, ignore_eos=True
+    )
+    assert result.thinking_stopped_early == "budget"
+    assert budget + len(forced) - 1 <= result.usage.reasoning_tokens <= budget + len(forced)
+    assert result.reasoning.endswith(THINKING_EARLY_STOP.strip("\n"))
+    assert result.usage.completion_tokens > result.usage.reasoning_tokens and result.finish_reason == "length"
