@@ -22,6 +22,7 @@ from qwenkit.engine.vllm_settings import (
     rope_scaling_for,
     valid_tensor_parallel_sizes,
 )
+from qwenkit.engine.vllm_setup import CPU_BIND_VAR, cpu_binding
 from qwenkit.errors import ModelFormatError, UsageError
 
 # Qwen2.5-7B-Instruct's config.json numbers: 28 heads, 4 KV heads, 28 layers, 32K native.
@@ -136,3 +137,25 @@ def test_other_backends_refuse_vllm_settings_instead_of_ignoring_them(kind: Back
     with pytest.raises(UsageError, match="add --backend vllm"):
         check_options(BACKENDS[kind], BackendOptions(vllm=VllmSettings(tensor_parallel_size=2)))
     check_options(BACKENDS[BackendKind.VLLM], BackendOptions(vllm=VllmSettings(tensor_parallel_size=2)))
+
+
+@pytest.mark.parametrize(
+    ("world", "cpus", "nodes", "env", "expected"),
+    [
+        (2, [0, 1], 1, {}, "0|1"),
+        (2, [0, 1, 2, 3, 4], 1, {}, "0,1|2,3"),
+        (4, [0, 1, 2, 3, 4, 5, 6, 7], 2, {}, "0,1|2,3|4,5|6,7"),
+        (1, [0, 1], 1, {}, None),  # one worker: vLLM binds it itself
+        (2, [0, 1], 2, {}, None),  # a node per worker: vLLM's own binding works
+        (2, [0, 1], 1, {CPU_BIND_VAR: "0|1"}, None),  # the user's binding stands
+    ],
+)
+def test_cpu_workers_share_the_cpus_when_numa_nodes_are_fewer(
+    world: int, cpus: list[int], nodes: int, env: dict[str, str], expected: str | None
+) -> None:
+    assert cpu_binding(world, cpus, nodes, env) == expected
+
+
+def test_more_cpu_workers_than_cpus_is_refused() -> None:
+    with pytest.raises(UsageError, match=r"4 vLLM workers .* need as many CPUs; this process may use 2"):
+        cpu_binding(4, [0, 1], 1, {})

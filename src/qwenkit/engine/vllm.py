@@ -35,7 +35,7 @@ from qwenkit.engine.types import (
     check_prompt,
 )
 from qwenkit.engine.vllm_settings import CheckpointShape, VllmSettings
-from qwenkit.engine.vllm_setup import engine_args, lora_requests
+from qwenkit.engine.vllm_setup import engine_args, environment, lora_requests, worker_environment
 from qwenkit.errors import ModelFormatError, OverloadedError, QwenkitError, UsageError
 
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.CANCELLED}
@@ -124,10 +124,12 @@ class VllmBackend:
             HFTokenizer.from_dir(model_dir),
             options,
             lora_requests(options.lora),
+            worker_environment(settings),
         )
 
     def __init__(
-        self, args: Any, tokenizer: Tokenizer, options: BackendOptions, loras: dict[str, Any]
+        self, args: Any, tokenizer: Tokenizer, options: BackendOptions, loras: dict[str, Any],
+        workers_env: dict[str, str] | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.context_length = int(args.max_model_len)
@@ -141,7 +143,8 @@ class VllmBackend:
         self._thread = threading.Thread(target=self._loop.run_forever, name="qwenkit-vllm", daemon=True)
         self._thread.start()
         try:
-            self._engine = asyncio.run_coroutine_threadsafe(self._start(args), self._loop).result()
+            with environment(workers_env or {}):
+                self._engine = asyncio.run_coroutine_threadsafe(self._start(args), self._loop).result()
         except BaseException:
             self._stop_loop()
             raise

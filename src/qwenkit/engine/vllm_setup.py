@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from qwenkit.engine.vllm_settings import (
 from qwenkit.errors import ModelFormatError, UsageError
 
 LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM's LoRA kernels are built for
+CPU_BIND_VAR = "VLLM_CPU_OMP_THREADS_BIND"
 
 
 def engine_args(
@@ -56,6 +59,55 @@ def engine_args(
         max_lora_rank=lora_rank_slot(max(lora_ranks, default=8)),
         disable_log_stats=True,
     )
+
+
+def worker_environment(settings: VllmSettings) -> dict[str, str]:
+    """Variables vLLM's workers must inherit when they start (checked before vLLM starts)."""
+    if cuda_memory() is not None:
+        return {}
+    world = settings.tensor_parallel_size * settings.pipeline_parallel_size
+    binding = cpu_binding(world, sorted(os.sched_getaffinity(0)), numa_nodes(), os.environ)
+    return {CPU_BIND_VAR: binding} if binding is not None else {}
+
+
+@contextmanager
+def environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """``variables`` set in this process's environment for the block (vLLM's processes start in it)."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def numa_nodes() -> int:
+    """NUMA nodes of this machine (1 where the kernel does not say)."""
+    try:
+        nodes = [name for name in os.listdir("/sys/devices/system/node") if name[4:].isdigit()]
+    except OSError:
+        return 1
+    return max(1, len(nodes))
+
+
+def cpu_binding(world: int, cpus: Sequence[int], nodes: int, env: Mapping[str, str]) -> str | None:
+    """vllm-cpu binds each worker's OpenMP threads to a NUMA node of its own and refuses more workers
+    than nodes, so tensor parallel 2 fails on a one-node machine. Then each worker gets an equal share
+    of the CPUs this process may use (``VLLM_CPU_OMP_THREADS_BIND``, "0|1"); None when vLLM's own
+    binding works or the user set one."""
+    if world < 2 or nodes >= world or CPU_BIND_VAR in env:
+        return None
+    if len(cpus) < world:
+        raise UsageError(
+            f"{world} vLLM workers (tensor x pipeline parallel) need as many CPUs; this process may use "
+            f"{len(cpus)}", param="tensor_parallel_size",
+        )
+    share = len(cpus) // world
+    return "|".join(",".join(str(cpu) for cpu in cpus[i * share : (i + 1) * share]) for i in range(world))
 
 
 def cuda_memory() -> int | None:
