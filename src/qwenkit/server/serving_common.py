@@ -224,6 +224,7 @@ async def errors_as_events(run: RequestRun, body: AsyncIterator[str]) -> AsyncIt
 async def encode_request(llm: LLM, messages: Sequence[Any], params: ChatParams) -> EncodedPrompt:
     """The prompt of a chat request; one with images is encoded on a worker thread, since decoding,
     resizing (and, where allowed, fetching) them must not hold up the event loop's other requests."""
-    if any(message.images for message in normalize_messages(messages)):
-        return await anyio.to_thread.run_sync(llm.encode, messages, params)
-    return llm.encode(messages, params)
+    msgs = normalize_messages(messages)  # validated once: llm.encode passes Message objects through
+    if any(message.images for message in msgs):
+        return await anyio.to_thread.run_sync(llm.encode, msgs, params)
+    return llm.encode(msgs, params)
