@@ -41,8 +41,12 @@ def cpu_model() -> str:
 
 
 def machine() -> dict[str, Any]:
-    import llama_cpp
-
+    try:
+        import llama_cpp
+    except ImportError:  # the vLLM environment's benchmarks
+        llama_cpp_version = None
+    else:
+        llama_cpp_version = llama_cpp.__version__
     return {
         "cpu": cpu_model(),
         "physical_cores": psutil.cpu_count(logical=False),
@@ -50,7 +54,7 @@ def machine() -> dict[str, Any]:
         "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
-        "llama_cpp_python": llama_cpp.__version__,
+        "llama_cpp_python": llama_cpp_version,
         "platform": platform.platform(),
     }
 

@@ -63,26 +63,28 @@ def running(cmd: list[str], url: str, ready_path: str) -> Iterator[None]:
         Path(log.name).unlink(missing_ok=True)
 
 
-def bench(url: str | None, model: Path, args: argparse.Namespace) -> dict[str, Any]:
+def bench(url: str | None, model: Path, args: argparse.Namespace, levels: str = ",".join(map(str, LEVELS))
+          ) -> dict[str, Any]:
     """One ``qwenkit bench`` of the workload: against ``url``, or in-process when it is None."""
     out = Path(tempfile.mkstemp(suffix=".json")[1])
     local = ["--threads", str(args.threads), "--context", str(args.context)]
     where = ["--url", f"{url}/v1"] if url else local
     cmd = [
-        *QWENKIT, "bench", str(model), *where, "--concurrency", ",".join(map(str, LEVELS)),
+        *QWENKIT, "bench", *([] if url else [str(model)]), *where, "--concurrency", levels,
         "--prompt-tokens", str(args.prompt_tokens), "--output-tokens", str(args.output_tokens),
-        "--requests", str(max(LEVELS)), "--warmup", "2", "--json", str(out), "--no-roofline",
+        "--requests", str(max(map(int, levels.split(",")))), "--warmup", "2", "--json", str(out),
+        "--no-roofline",
     ]  # fmt: skip
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     report = json.loads(out.read_text())
     out.unlink()
-    levels = {}
+    measured = {}
     for level in report["levels"]:
-        levels[str(level["concurrency"])] = {
+        measured[str(level["concurrency"])] = {
             "decode_tok_s_aggregate": level["aggregate_output_tps"],
             "ttft_p50_s": level["ttft"]["p50"] if level.get("ttft") else None,
         }
-    return levels
+    return measured
 
 
 def main() -> None:

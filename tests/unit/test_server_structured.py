@@ -102,3 +102,23 @@ def test_tool_choice_reaches_the_chat_params() -> None:
     assert named.tool_choice == NamedToolChoice("search") and named.grammar is not None
     with_format = params(tools=[TOOL], response_format={"type": "json_object"})
     assert with_format.offered_tools and not with_format.json_tool_answers
+
+
+def test_the_first_installed_converter_converts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama-cpp-python's converter when installed, else xgrammar's (vLLM's environment), else an error
+    that names the extra to install."""
+    import qwenkit.server.structured as structured
+    from qwenkit.errors import MissingDependencyError
+
+    seen: list[str] = []
+
+    def fake(schema: str) -> str:
+        seen.append(schema)
+        return "root ::= fake"
+
+    monkeypatch.setattr(structured, "_CONVERTERS", (lambda: None, lambda: fake))
+    assert structured.schema_to_gbnf({"type": "object"}, "response_format") == "root ::= fake"
+    assert seen == ['{"type": "object"}']
+    monkeypatch.setattr(structured, "_CONVERTERS", (lambda: None, lambda: None))
+    with pytest.raises(MissingDependencyError, match="llama_cpp"):
+        structured.schema_to_gbnf({"type": "object"}, "response_format")

@@ -22,24 +22,21 @@ CONTEXT = 512
 GREEDY = SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
 
 
-def build_model(root: Path, tokenizer_dir: Path) -> Path:
+TINY_SHAPE = {"layers": 2, "hidden_size": 128, "num_attention_heads": 2, "num_kv_heads": 1, "head_dim": 64,
+              "intermediate_size": 256}  # fmt: skip
+
+
+def build_model(root: Path, tokenizer_dir: Path, catalog_id: str = "qwen3-0.6b", **shape: int) -> Path:
+    """A random-weight model of a catalog entry's architecture, shrunk (TINY_SHAPE unless ``shape``)."""
     import torch
     import transformers
 
     from qwenkit.catalog import load_catalog
     from qwenkit.catalog.hf_config import hf_config_dict
 
-    config = hf_config_dict(
-        load_catalog().get("qwen3-0.6b"),
-        layers=2,
-        hidden_size=128,
-        num_attention_heads=2,
-        num_kv_heads=1,
-        head_dim=64,
-        intermediate_size=256,
-    )
+    config = hf_config_dict(load_catalog().get(catalog_id), **(shape or TINY_SHAPE))
     config.update(initializer_range=0.5, torch_dtype="float32")
-    out = root / "tiny-qwen3-hd64"
+    out = root / f"tiny-{catalog_id}-hd64"
     out.mkdir(parents=True)
     (out / "config.json").write_text(json.dumps(config))
     torch.manual_seed(0)
@@ -148,6 +145,11 @@ def test_injected_tokens_continue_the_generation(backend: object) -> None:
 
 
 def test_chat_through_the_server_with_the_openai_sdk(backend: object, model_dir: Path) -> None:
+    assert_chat_through_the_server(backend, model_dir)
+
+
+def assert_chat_through_the_server(backend: object, model_dir: Path) -> None:
+    """Non-streamed and streamed answers through ``qwenkit serve``'s app and the openai SDK agree."""
     import openai
     from _server_harness import live_server
 
@@ -220,3 +222,73 @@ def test_the_thinking_budget_lands_as_on_the_other_backends(
     assert budget + len(forced) - 1 <= result.usage.reasoning_tokens <= budget + len(forced)
     assert result.reasoning.endswith(THINKING_EARLY_STOP.strip("\n"))
     assert result.usage.completion_tokens > result.usage.reasoning_tokens and result.finish_reason == "length"
+
+
+ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "verdict": {"enum": ["yes", "no"]},
+        "count": {"type": "integer"},
+        "ok": {"type": "boolean"},
+    },
+    "required": ["verdict", "count", "ok"],
+    "additionalProperties": False,
+}
+
+
+def test_a_json_schema_response_format_gives_valid_json(backend: object, model_dir: Path) -> None:
+    """vLLM's environment has no llama-cpp-python: the schema becomes a grammar through xgrammar."""
+    import jsonschema
+    import openai
+    from _server_harness import live_server
+
+    from qwenkit.engine.llm import LLM, facts_for
+
+    llm = LLM(backend, facts_for(backend.tokenizer, model_dir, None))  # type: ignore[arg-type, attr-defined]
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": ANSWER_SCHEMA, "strict": True}}
+    with live_server(llm, served_model_name="tiny") as server:
+        client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+        for seed in range(3):
+            reply = client.chat.completions.create(
+                model="tiny",
+                messages=[{"role": "user", "content": "Answer as JSON"}],
+                response_format=fmt,  # type: ignore[arg-type]
+                max_tokens=120,
+                temperature=1.0,
+                seed=seed,
+            )
+            assert reply.choices[0].finish_reason == "stop", reply
+            jsonschema.validate(json.loads(reply.choices[0].message.content or ""), ANSWER_SCHEMA)
+
+
+def test_a_client_hanging_up_aborts_the_vllm_request(backend: object, model_dir: Path) -> None:
+    """Closing a streamed response mid-way aborts the request inside vLLM (its own counter reaches 0)."""
+    import httpx
+    from _server_harness import live_server
+
+    from qwenkit.engine.llm import LLM, facts_for
+
+    engine = backend._engine  # type: ignore[attr-defined]
+    llm = LLM(backend, facts_for(backend.tokenizer, model_dir, None))  # type: ignore[arg-type, attr-defined]
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "Talk for a long time"}],
+        "max_tokens": 400,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    url = "/v1/chat/completions"
+    with live_server(llm, served_model_name="tiny") as server:
+        with httpx.stream("POST", f"{server.base_url}{url}", json=body, timeout=120) as response:
+            assert response.status_code == 200
+            chunks = 0
+            for line in response.iter_lines():
+                chunks += line.startswith("data: ")
+                if chunks == 3:
+                    break
+            assert engine.output_processor.get_num_unfinished_requests() == 1  # still generating
+        deadline = time.monotonic() + 30
+        while engine.output_processor.get_num_unfinished_requests() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.output_processor.get_num_unfinished_requests() == 0
+        assert backend.running() == 0  # type: ignore[attr-defined]

@@ -1,14 +1,16 @@
-"""response_format and tool_choice -> a GBNF grammar for constrained decoding (llama.cpp backend).
+"""response_format and tool_choice -> a grammar for constrained decoding.
 
 JSON schemas become GBNF through llama-cpp-python's maintained converter (a port of llama.cpp's own
-``json_schema_to_grammar``). The grammar goes into ``ChatParams.grammar``; the llama.cpp backend applies
-it with ``llama_sampler_init_grammar``, so every sampled token keeps the output inside the schema.
+``json_schema_to_grammar``) or, where only vLLM is installed, through xgrammar's (vLLM's grammar engine,
+whose EBNF is what vLLM then parses). The grammar goes into ``ChatParams.grammar``; the llama.cpp
+backend applies it with ``llama_sampler_init_grammar``, vLLM with its structured-output parameters, so
+every sampled token keeps the output inside the schema.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,19 +39,43 @@ class Constraint:
     forbids_thinking: bool = False  # a grammar from the first token leaves no room for <think>
 
 
-def schema_to_gbnf(schema: Mapping[str, Any], param: str) -> str:
-    """A JSON schema as a GBNF grammar whose root rule matches exactly the JSON it allows."""
+def _llama_cpp_converter() -> Callable[[str], str] | None:
     try:
         from llama_cpp.llama_grammar import json_schema_to_gbnf
-    except ImportError as exc:
-        raise MissingDependencyError.for_extra("llama_cpp", "llama") from exc
+    except ImportError:
+        return None
+    return lambda schema: json_schema_to_gbnf(schema).replace(_LOOSE_CHAR, _STRICT_CHAR)
+
+
+def _xgrammar_converter() -> Callable[[str], str] | None:
     try:
-        grammar = json_schema_to_gbnf(json.dumps(schema))
+        import xgrammar
+    except ImportError:
+        return None
+    # Compact JSON: a model cannot spend its tokens on whitespace between the values.
+    return lambda schema: str(
+        xgrammar.Grammar.from_json_schema(schema, any_whitespace=False, strict_mode=True)
+    )
+
+
+# In order of preference: the first one installed converts (llama.cpp's GBNF is also valid xgrammar).
+_CONVERTERS: tuple[Callable[[], Callable[[str], str] | None], ...] = (
+    _llama_cpp_converter,
+    _xgrammar_converter,
+)
+
+
+def schema_to_gbnf(schema: Mapping[str, Any], param: str) -> str:
+    """A JSON schema as a grammar whose root rule matches exactly the JSON it allows."""
+    convert = next((c for c in (make() for make in _CONVERTERS) if c is not None), None)
+    if convert is None:
+        raise MissingDependencyError.for_extra("llama_cpp", "llama")
+    try:
+        return convert(json.dumps(schema))
     except (RecursionError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise UsageError(f"{param} cannot be turned into a grammar: {exc}", param=param) from exc
-    except Exception as exc:  # the converter raises bare Exception for unsupported constructs
+    except Exception as exc:  # the converters raise bare Exception / RuntimeError for unsupported constructs
         raise UsageError(f"{param} is not supported: {exc}", param=param) from exc
-    return grammar.replace(_LOOSE_CHAR, _STRICT_CHAR)
 
 
 def response_format_grammar(fmt: object) -> str | None:
