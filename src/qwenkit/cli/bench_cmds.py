@@ -155,12 +155,18 @@ def doctor(
     interface: str | None = typer.Option(
         None, help="network interface for NCCL and Gloo (e.g. ib0)", rich_help_panel=_CLUSTER
     ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="read the nodes, GPUs, free memory and NCCL settings from this running Ray cluster "
+        "(e.g. auto or HEAD:6379) instead of --nodes, --gpus-per-node and --gpu-memory",
+        rich_help_panel=_CLUSTER,
+    ),
 ) -> int:
     """Check the environment, hardware, disk and model, and say whether qwenkit will work well here."""
-    if cluster:
-        return _plan_cluster(
-            ref, context, json_out, ClusterArgs(nodes, gpus_per_node, gpu_memory, quant, head, interface)
-        )
+    if cluster or ray_address is not None:
+        args = ClusterArgs(nodes, gpus_per_node, gpu_memory, quant, head, interface, ray_address)
+        return _plan_cluster(ref, context, json_out, args)
     from qwenkit.bench.doctor import DoctorState, run_doctor
     from qwenkit.bench.doctor_checks import CHECKS, cpu_flags
     from qwenkit.catalog.hardware import detect_hardware
@@ -200,11 +206,14 @@ class ClusterArgs:
     quant: str
     head: str
     interface: str | None
+    ray_address: str | None = None
 
 
 def _plan_cluster(ref: str | None, context: int, json_out: bool, args: ClusterArgs) -> int:
-    """``doctor --cluster``: a catalog variant's TP x PP over the GPUs; exit 1 when it does not fit."""
+    """``doctor --cluster``: a catalog variant's TP x PP over the GPUs (described, or found in a running
+    Ray cluster); exit 1 when it does not fit."""
     from qwenkit.bench.cluster import ClusterRequest, plan_cluster, plan_lines
+    from qwenkit.bench.cluster_probe import inventory_lines, plan_for_inventory, probe_ray
     from qwenkit.catalog import load_catalog
     from qwenkit.catalog.quant import get_quant
     from qwenkit.catalog.select import parse_memory
@@ -212,18 +221,32 @@ def _plan_cluster(ref: str | None, context: int, json_out: bool, args: ClusterAr
     if ref is None:
         raise UsageError("a cluster plan is for a catalog model: name one (e.g. qwen2.5-72b-instruct)",
                          param="ref")
-    request = ClusterRequest(
-        args.nodes,
-        args.gpus_per_node,
-        parse_memory(args.gpu_memory),
-        context=context,
-        head_address=args.head,
-        interface=args.interface,
-    )
-    plan = plan_cluster(load_catalog().get(ref), get_quant(args.quant), request)
+    variant, quant = load_catalog().get(ref), get_quant(args.quant)  # bad names fail before Ray is asked
+    if args.ray_address is None:
+        request = ClusterRequest(
+            args.nodes,
+            args.gpus_per_node,
+            parse_memory(args.gpu_memory),
+            context=context,
+            head_address=args.head,
+            interface=args.interface,
+        )
+        plan = plan_cluster(variant, quant, request)
+        if json_out:
+            print_json(asdict(plan))
+        else:
+            _print_lines(plan_lines(plan))
+        return 0 if plan.fits else 1
+    inventory = probe_ray(args.ray_address)
+    found = plan_for_inventory(variant, quant, inventory, context, args.interface)
     if json_out:
-        print_json(asdict(plan))
+        print_json({"inventory": asdict(inventory), "plan": asdict(found.plan) if found.plan else None,
+                    "fits": found.fits, "problems": found.problems})  # fmt: skip
     else:
-        for line in plan_lines(plan):
-            console.print(line, highlight=False, soft_wrap=True, markup=False)
-    return 0 if plan.fits else 1
+        _print_lines([*inventory_lines(inventory), "", *found.lines()])
+    return 0 if found.fits else 1
+
+
+def _print_lines(lines: list[str]) -> None:
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
