@@ -11,6 +11,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,14 +53,18 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, qwen3_tokenizer_dir: Pat
     return build_model(tmp_path_factory.mktemp("vllm-model"), qwen3_tokenizer_dir)
 
 
-@pytest.fixture(scope="module")
-def backend(model_dir: Path) -> Iterator[object]:
+def load_vllm(model_dir: Path, parallel: int, **fields: Any) -> Any:
+    """The tests' vLLM engine: fp32, CONTEXT tokens, a third of the (CPU) memory."""
     from qwenkit.engine.vllm import VllmBackend
 
-    options = BackendOptions(
-        context=CONTEXT, parallel=4, dtype="float32", vllm=VllmSettings(gpu_memory_utilization=0.3)
-    )
-    with VllmBackend.load(model_dir, options) as loaded:
+    settings = VllmSettings(gpu_memory_utilization=0.3)
+    options = BackendOptions(context=CONTEXT, parallel=parallel, dtype="float32", vllm=settings, **fields)
+    return VllmBackend.load(model_dir, options)
+
+
+@pytest.fixture(scope="module")
+def backend(model_dir: Path) -> Iterator[object]:
+    with load_vllm(model_dir, parallel=4) as loaded:
         yield loaded
 
 
@@ -68,6 +73,10 @@ def prompt(backend: object) -> list[int]:
 
 
 def test_greedy_tokens_equal_the_transformers_backend(backend: object, model_dir: Path) -> None:
+    assert_greedy_tokens_equal_the_transformers_backend(backend, model_dir)
+
+
+def assert_greedy_tokens_equal_the_transformers_backend(backend: object, model_dir: Path) -> None:
     from qwenkit.engine.transformers import TransformersBackend
 
     ids = prompt(backend)
@@ -156,32 +165,32 @@ def assert_chat_through_the_server(backend: object, model_dir: Path) -> None:
     from qwenkit.engine.llm import LLM, facts_for
 
     llm = LLM(backend, facts_for(backend.tokenizer, model_dir, None))  # type: ignore[arg-type, attr-defined]
-    messages = [{"role": "user", "content": "Say hi"}]
     with live_server(llm, served_model_name="tiny") as server:
         client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
-        assert client.models.list().data[0].model_extra["backend"] == "vllm"  # type: ignore[index]
-        reply = client.chat.completions.create(model="tiny", messages=messages, max_tokens=6, temperature=0)
-        assert reply.usage is not None and reply.usage.completion_tokens == 6
-        assert reply.choices[0].finish_reason == "length"
-        chunks = list(
-            client.chat.completions.create(
-                model="tiny",
-                messages=messages,
-                max_tokens=6,
-                temperature=0,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
+        assert_streamed_and_whole_answers_agree(client)
+
+
+def assert_streamed_and_whole_answers_agree(client: Any, tokens: int = 6) -> None:
+    """A greedy answer asked whole and streamed (openai SDK): same text, same count, from vLLM."""
+    model = client.models.list().data[0]
+    assert model.model_extra["backend"] == "vllm"
+    kwargs = {"model": model.id, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": tokens}
+    reply = client.chat.completions.create(**kwargs, temperature=0)
+    assert reply.usage is not None and reply.usage.completion_tokens == tokens
+    assert reply.choices[0].finish_reason == "length"
+    chunks = list(
+        client.chat.completions.create(
+            **kwargs, temperature=0, stream=True, stream_options={"include_usage": True}
         )
-        streamed = "".join(
-            (c.choices[0].delta.content or "")
-            + (getattr(c.choices[0].delta, "reasoning_content", None) or "")
-            for c in chunks
-            if c.choices
-        )
-        message = reply.choices[0].message
-        assert streamed == (message.content or "") + (getattr(message, "reasoning_content", None) or "")
-        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
+    )
+    streamed = "".join(
+        (c.choices[0].delta.content or "") + (getattr(c.choices[0].delta, "reasoning_content", None) or "")
+        for c in chunks
+        if c.choices
+    )
+    message = reply.choices[0].message
+    assert streamed == (message.content or "") + (getattr(message, "reasoning_content", None) or "")
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == tokens
 
 
 @pytest.mark.parametrize(

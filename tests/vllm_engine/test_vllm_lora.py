@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_vllm_backend import CONTEXT, GREEDY, build_model, prompt
+from test_vllm_backend import CONTEXT, GREEDY, build_model, load_vllm, prompt
 
 from qwenkit.engine.types import BackendOptions, SamplingParams
-from qwenkit.engine.vllm_settings import VllmSettings
 
 TUNED = dataclasses.replace(GREEDY, adapter="tuned")
 
@@ -39,13 +38,7 @@ def adapter(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def backend(model_dir: Path, adapter: Path) -> Iterator[object]:
-    from qwenkit.engine.vllm import VllmBackend
-
-    options = BackendOptions(
-        context=CONTEXT, parallel=2, dtype="float32", lora=(("tuned", str(adapter)),),
-        vllm=VllmSettings(gpu_memory_utilization=0.3),
-    )
-    with VllmBackend.load(model_dir, options) as loaded:
+    with load_vllm(model_dir, parallel=2, lora=(("tuned", str(adapter)),)) as loaded:
         yield loaded
 
 

@@ -8,10 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_vllm_backend import CONTEXT, GREEDY, assert_chat_through_the_server, build_model, prompt
-
-from qwenkit.engine.types import BackendOptions
-from qwenkit.engine.vllm_settings import VllmSettings
+from test_vllm_backend import (
+    assert_chat_through_the_server,
+    assert_greedy_tokens_equal_the_transformers_backend,
+    build_model,
+    load_vllm,
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,28 +25,12 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, qwen3_tokenizer_dir: Pat
 
 @pytest.fixture(scope="module")
 def backend(model_dir: Path) -> Iterator[object]:
-    from qwenkit.engine.vllm import VllmBackend
-
-    options = BackendOptions(
-        context=CONTEXT, parallel=2, dtype="float32", vllm=VllmSettings(gpu_memory_utilization=0.3)
-    )
-    with VllmBackend.load(model_dir, options) as loaded:
+    with load_vllm(model_dir, parallel=2) as loaded:
         yield loaded
 
 
 def test_greedy_tokens_equal_the_transformers_backend(backend: object, model_dir: Path) -> None:
-    from qwenkit.engine.transformers import TransformersBackend
-
-    ids = prompt(backend)
-    ours = [e.token_id for e in backend.submit(ids, GREEDY)]  # type: ignore[attr-defined]
-    reference = TransformersBackend.load(
-        model_dir, BackendOptions(context=CONTEXT, parallel=1, dtype="float32")
-    )
-    try:
-        expected = [e.token_id for e in reference.submit(ids, GREEDY)]
-    finally:
-        reference.close()
-    assert len(ours) == 16 and ours == expected
+    assert_greedy_tokens_equal_the_transformers_backend(backend, model_dir)
 
 
 def test_chat_through_the_server_with_the_openai_sdk(backend: object, model_dir: Path) -> None:
