@@ -301,3 +301,34 @@ def test_a_client_hanging_up_aborts_the_vllm_request(backend: object, model_dir:
             time.sleep(0.05)
         assert engine.output_processor.get_num_unfinished_requests() == 0
         assert backend.running() == 0  # type: ignore[attr-defined]
+
+
+def test_a_named_tool_choice_gives_a_parsed_tool_call(backend: object, model_dir: Path) -> None:
+    """A forced call on vLLM: the grammar (xgrammar-converted) holds the model to Qwen's <tool_call>
+    block, and qwenkit's own parser turns it into an OpenAI tool call."""
+    import openai
+    from _server_harness import live_server
+
+    from qwenkit.engine.llm import LLM, facts_for
+
+    llm = LLM(backend, facts_for(backend.tokenizer, model_dir, None))  # type: ignore[arg-type, attr-defined]
+    city = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 12}},
+        "required": ["city"],
+    }
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": city}}
+    with live_server(llm, served_model_name="tiny") as server:
+        client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
+        reply = client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": "Weather in Paris?"}],
+            tools=[tool],  # type: ignore[list-item]
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            max_tokens=80,
+            temperature=0,
+        )
+    (call,) = reply.choices[0].message.tool_calls or []
+    assert reply.choices[0].finish_reason == "tool_calls", reply
+    assert call.function.name == "get_weather"
+    assert set(json.loads(call.function.arguments)) == {"city"}
