@@ -192,6 +192,9 @@ def _import_ray() -> Any:
     return ray
 
 
+_START_RAY = "start Ray on the head node, then on each worker, as docs/multi-node.md shows"
+
+
 def _check_reachable(address: str, seconds: float = 10.0) -> None:
     """Ray retries an unreachable GCS for minutes; a refused or silent HOST:PORT is said at once."""
     host, sep, port = address.rpartition(":")
@@ -202,7 +205,7 @@ def _check_reachable(address: str, seconds: float = 10.0) -> None:
     except OSError as exc:
         raise QwenkitError(
             f"no Ray cluster answered at {address}: {exc}",
-            hint="start one with: ray start --head (see docs/multi-node.md)",
+            hint=_START_RAY,
         ) from exc
 
 
@@ -218,7 +221,7 @@ def probe_ray(address: str, timeout: float = 120.0) -> ClusterInventory:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise QwenkitError(
             f"no Ray cluster answered at {address}: {exc}",
-            hint="start one with: ray start --head (see docs/multi-node.md)",
+            hint=_START_RAY,
         ) from exc
     try:
         alive = [n for n in ray.nodes() if n.get("Alive")]
