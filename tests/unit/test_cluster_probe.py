@@ -5,6 +5,7 @@ tests/vllm_engine/test_ray_cluster_probe.py; here the nodes' facts are given."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 import pytest
@@ -66,7 +67,9 @@ def test_a_node_without_gpus_gets_no_plan() -> None:
 
 def test_the_node_task_reads_this_machine() -> None:
     facts = node_facts()  # on this machine, as Ray would run it on a node
-    assert facts["gpus"] == [] and "lo" in facts["interfaces"]
+    assert "lo" in facts["interfaces"]
+    if shutil.which("nvidia-smi") is None:
+        assert facts["gpus"] == []
 
 
 def test_without_ray_the_error_names_the_extra(

@@ -13,12 +13,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from qwenkit.bench.cluster import ClusterPlan, ClusterRequest, plan_cluster, plan_lines
+from qwenkit.bench.cluster import GIB, ClusterPlan, ClusterRequest, plan_cluster, plan_lines
 from qwenkit.catalog.quant import Quant
 from qwenkit.catalog.schema import Variant
 from qwenkit.errors import MissingDependencyError, QwenkitError
 
-GIB = 1024**3
 # Settings of the distributed run that are read from each node's environment.
 ENV_PREFIXES = ("NCCL_", "GLOO_", "VLLM_HOST_IP", "CUDA_VISIBLE_DEVICES", "RAY_ADDRESS")
 
@@ -117,7 +116,7 @@ class InventoryPlan:
         return [*self.blockers, *self.warnings]
 
     def lines(self) -> list[str]:
-        notes = [f"{'problem' if p in self.blockers else 'note'}: {p}" for p in self.problems]
+        notes = [f"problem: {p}" for p in self.blockers] + [f"note: {p}" for p in self.warnings]
         if self.plan is None:
             return [*notes, "no plan: vLLM needs GPUs on every node"]
         verdict = [] if self.fits or not self.plan.fits else ["does NOT fit: see the problems above"]
@@ -177,8 +176,6 @@ def node_facts() -> dict[str, Any]:
                 if addr.family.name == "AF_INET":
                     interfaces[name] = addr.address
     except ImportError:
-        import socket
-
         interfaces = {name: "" for _, name in socket.if_nameindex()}
     settings = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
     return {"gpus": gpus, "interfaces": interfaces, "settings": settings}
@@ -192,7 +189,11 @@ def _import_ray() -> Any:
     return ray
 
 
-_START_RAY = "start Ray on the head node, then on each worker, as docs/multi-node.md shows"
+def _no_cluster(address: str, exc: Exception) -> QwenkitError:
+    return QwenkitError(
+        f"no Ray cluster answered at {address}: {exc}",
+        hint="start Ray on the head node, then on each worker, as docs/multi-node.md shows",
+    )
 
 
 def _check_reachable(address: str, seconds: float = 10.0) -> None:
@@ -203,10 +204,7 @@ def _check_reachable(address: str, seconds: float = 10.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=seconds).close()
     except OSError as exc:
-        raise QwenkitError(
-            f"no Ray cluster answered at {address}: {exc}",
-            hint=_START_RAY,
-        ) from exc
+        raise _no_cluster(address, exc) from exc
 
 
 def probe_ray(address: str, timeout: float = 120.0) -> ClusterInventory:
@@ -219,10 +217,7 @@ def probe_ray(address: str, timeout: float = 120.0) -> ClusterInventory:
     try:
         ray.init(address=address, logging_level="ERROR", log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise QwenkitError(
-            f"no Ray cluster answered at {address}: {exc}",
-            hint=_START_RAY,
-        ) from exc
+        raise _no_cluster(address, exc) from exc
     try:
         alive = [n for n in ray.nodes() if n.get("Alive")]
         task = ray.remote(num_cpus=0)(node_facts)

@@ -9,6 +9,7 @@ every sampled token keeps the output inside the schema.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class Constraint:
     forbids_thinking: bool = False  # a grammar from the first token leaves no room for <think>
 
 
+@functools.cache  # a failed import is retried by Python on every call: look once
 def _llama_cpp_converter() -> Callable[[str], str] | None:
     try:
         from llama_cpp.llama_grammar import json_schema_to_gbnf
@@ -47,6 +49,7 @@ def _llama_cpp_converter() -> Callable[[str], str] | None:
     return lambda schema: json_schema_to_gbnf(schema).replace(_LOOSE_CHAR, _STRICT_CHAR)
 
 
+@functools.cache
 def _xgrammar_converter() -> Callable[[str], str] | None:
     try:
         import xgrammar
