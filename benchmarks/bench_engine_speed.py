@@ -131,6 +131,9 @@ def main() -> None:
     ap.add_argument("--long-only", action="store_true",
                     help="re-measure only the 8 x 2000 case into the existing results file")  # fmt: skip
     ap.add_argument("--redo", help="re-measure short cases into the existing results, e.g. per-sequence:1,4")
+    ap.add_argument("--ttft-only", action="store_true",
+                    help="re-measure only the first request's TTFT into the existing results")  # fmt: skip
+    ap.add_argument("--loads", type=int, default=3, help="--ttft-only: fresh loads to measure")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -141,6 +144,9 @@ def main() -> None:
         return
     if args.redo:
         redo_short(args)
+        return
+    if args.ttft_only:
+        update_ttft(args)
         return
     info = machine()
     results: dict[str, Any] = {"short": {}, "long": {}}
@@ -182,6 +188,21 @@ def update_long(args: argparse.Namespace) -> None:
     payload["results"]["long"] = {name: measure_long(args, name, u) for name, u in LAYOUTS.items()}
     payload["summary"] = summarize(payload["results"])
     payload["long_measured"] = {"machine": machine(), "when": _dt.datetime.now(_dt.timezone.utc).isoformat()}
+    print(f"-> {write_result('engine_speed', payload)}")
+
+
+def update_ttft(args: argparse.Namespace) -> None:
+    path = RESULTS / "engine_speed.json"
+    payload = json.loads(path.read_text())
+    payload.pop("benchmark", None)
+    loads = [first_request_ttft(args.model, args.threads, repeats=4) for _ in range(args.loads)]
+    first = median([t["first_s"] for t in loads])
+    later = median([x for t in loads for x in t["later_s"]])
+    print(f"first request TTFT {first * 1000:.0f} ms, later {later * 1000:.0f} ms ({args.loads} loads)")
+    payload["first_request_ttft"] = {
+        "first_s": first, "later_median_s": later, "ratio": first / later, "loads": loads,
+        "when": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+    }  # fmt: skip
     print(f"-> {write_result('engine_speed', payload)}")
 
 

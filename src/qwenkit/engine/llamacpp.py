@@ -5,9 +5,11 @@ bounded prefill chunk for new ones; each sequence then samples with its own nati
 A new sequence goes to the slot that caches the longest prefix of its prompt (``prefix.py``), or copies
 that prefix from a busy slot; a finished sequence leaves its KV behind for the next one.
 
-The KV cache is unified (one cell pool shared by ``parallel`` sequences, ``context`` cells each):
-batches may then mix any sequence ids in one pass over the weights, and copying a cached prefix to
-another sequence is a metadata update, not a buffer copy.
+The KV cache keeps a stream of ``context`` cells per sequence (llama-server's default), so a decoding
+token attends over its own sequence's cells only; batches still mix sequences in one pass over the
+weights. A unified cell pool (``BackendOptions.kv_unified``) makes each token scan every sequence's
+cells, which long prompts pay for; copying a cached prefix to another sequence is then a metadata
+update instead of a buffer copy.
 
 A vision model (a qwen2vl text GGUF with its mmproj) also takes images: ``llama_vision.py`` encodes
 them on its own thread, and a step feeds a ready image's embeddings in a second ``llama_decode``
@@ -50,11 +52,10 @@ from qwenkit.errors import ModelFormatError, ModelNotFoundError, QwenkitError, U
 from qwenkit.media import VisionGrid
 
 N_BATCH = 512  # tokens per llama_decode
-# The default KV layout (BackendOptions.kv_unified): one cell pool shared by all sequences, which
-# benchmarks/bench_engine_speed.py measured faster than a stream per sequence at 8 and 16 streams
-# (89 vs 72, 114 vs 92 tok/s, ours and raw llama.cpp alike) and no slower elsewhere; it also lets a
-# prefix be shared between busy slots without copying.
-KV_UNIFIED = True
+# The default KV layout (BackendOptions.kv_unified): a stream per sequence. benchmarks/bench_engine_speed.py
+# measured it 1.38x the unified pool at 8 streams x 2,000-token prompts (21.7 vs 15.7 tok/s) and level
+# with it for short prompts at 1 to 16 streams (an earlier 20 % lead of the pool did not repeat).
+KV_UNIFIED = False
 WARM_UP_TOKENS = 32
 
 
