@@ -199,7 +199,10 @@ FRAGMENTS = st.sampled_from(
 PIECES = st.one_of(
     TOKEN_TEXTS,
     FRAGMENTS,
-    st.text(st.characters(blacklist_categories=("Cs",)), max_size=6),
+    # Not "Cn": code points unassigned in Python's Unicode tables (14.0 in 3.11) may be letters in newer
+    # ones, and llama.cpp's and HF's pre-tokenizers then split them differently (CI found U+13460,
+    # Unicode 16: "\U00013460_call" -> "_" + "call" in llama.cpp, "_call" in tokenizers).
+    st.text(st.characters(blacklist_categories=("Cs", "Cn")), max_size=6),
     st.sampled_from([" ", "  ", "\n", "\t", "\r\n", "\u00a0", "日本", "é", "7"]),
 )
 
