@@ -133,7 +133,7 @@ def main() -> None:
     ap.add_argument("--redo", help="re-measure short cases into the existing results, e.g. per-sequence:1,4")
     ap.add_argument("--ttft-only", action="store_true",
                     help="re-measure only the first request's TTFT into the existing results")  # fmt: skip
-    ap.add_argument("--loads", type=int, default=3, help="--ttft-only: fresh loads to measure")
+    ap.add_argument("--loads", type=int, default=3, help="fresh loads for the first-request TTFT")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -159,8 +159,7 @@ def main() -> None:
             print(f"{name:12s} {n:2d} streams: ours {ours:.1f}, raw {raw:.1f}")
         results["long"][name] = measure_long(args, name, unified)
     summary = summarize(results)
-    ttft = first_request_ttft(args.model, args.threads, repeats=4)
-    print(f"first request TTFT {ttft['first_s'] * 1000:.0f} ms, later {ttft['later_median_s'] * 1000:.0f} ms")
+    ttft = ttft_over_loads(args)
     payload = {
         "machine": info,
         "config": {"threads": args.threads, "repeats": args.repeats, "context_per_sequence": args.context,
@@ -181,10 +180,25 @@ def measure_long(args: argparse.Namespace, name: str, unified: bool) -> dict[str
     return got
 
 
-def update_long(args: argparse.Namespace) -> None:
-    path = RESULTS / "engine_speed.json"
-    payload = json.loads(path.read_text())
+def existing_results() -> dict[str, Any]:
+    """The results file a partial re-measurement updates (its "benchmark" key is written anew)."""
+    payload = json.loads((RESULTS / "engine_speed.json").read_text())
     payload.pop("benchmark", None)
+    return dict(payload)
+
+
+def ttft_over_loads(args: argparse.Namespace) -> dict[str, Any]:
+    """First-request TTFT over ``--loads`` fresh loads: single loads vary by up to 20 % here."""
+    loads = [first_request_ttft(args.model, args.threads, repeats=4) for _ in range(args.loads)]
+    first = median([t["first_s"] for t in loads])
+    later = median([x for t in loads for x in t["later_s"]])
+    print(f"first request TTFT {first * 1000:.0f} ms, later {later * 1000:.0f} ms ({args.loads} loads)")
+    when = _dt.datetime.now(_dt.timezone.utc).isoformat()
+    return {"first_s": first, "later_median_s": later, "ratio": first / later, "loads": loads, "when": when}
+
+
+def update_long(args: argparse.Namespace) -> None:
+    payload = existing_results()
     payload["results"]["long"] = {name: measure_long(args, name, u) for name, u in LAYOUTS.items()}
     payload["summary"] = summarize(payload["results"])
     payload["long_measured"] = {"machine": machine(), "when": _dt.datetime.now(_dt.timezone.utc).isoformat()}
@@ -192,17 +206,8 @@ def update_long(args: argparse.Namespace) -> None:
 
 
 def update_ttft(args: argparse.Namespace) -> None:
-    path = RESULTS / "engine_speed.json"
-    payload = json.loads(path.read_text())
-    payload.pop("benchmark", None)
-    loads = [first_request_ttft(args.model, args.threads, repeats=4) for _ in range(args.loads)]
-    first = median([t["first_s"] for t in loads])
-    later = median([x for t in loads for x in t["later_s"]])
-    print(f"first request TTFT {first * 1000:.0f} ms, later {later * 1000:.0f} ms ({args.loads} loads)")
-    payload["first_request_ttft"] = {
-        "first_s": first, "later_median_s": later, "ratio": first / later, "loads": loads,
-        "when": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-    }  # fmt: skip
+    payload = existing_results()
+    payload["first_request_ttft"] = ttft_over_loads(args)
     print(f"-> {write_result('engine_speed', payload)}")
 
 
@@ -210,9 +215,7 @@ def redo_short(args: argparse.Namespace) -> None:
     """Re-measure some short cases (a layout and stream counts) of the existing results file, for a
     case that other work on the machine disturbed; the file records what was redone and when."""
     layout, _, counts = args.redo.partition(":")
-    path = RESULTS / "engine_speed.json"
-    payload = json.loads(path.read_text())
-    payload.pop("benchmark", None)
+    payload = existing_results()
     for n in (int(c) for c in counts.split(",")):
         shape = (n, SHORT["prompt"], SHORT["tokens"])
         got = measure(args.model, args.threads, LAYOUTS[layout], *shape, args.repeats, args.context)
