@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,14 +14,14 @@ from qwenkit.engine.llama_sampling import PenalisedArgmax
 N_VOCAB = 4096
 
 
-def _llama_choice(lib: object, chain: object, row: np.ndarray) -> int:
-    data = (lib.llama_token_data * N_VOCAB)(  # type: ignore[attr-defined]
-        *(lib.llama_token_data(i, float(row[i]), 0.0) for i in range(N_VOCAB))  # type: ignore[attr-defined]
+def _llama_choice(lib: Any, chain: Any, row: np.ndarray) -> int:
+    data = (lib.llama_token_data * N_VOCAB)(
+        *(lib.llama_token_data(i, float(row[i]), 0.0) for i in range(N_VOCAB))
     )
-    arr = lib.llama_token_data_array(data, N_VOCAB, -1, False)  # type: ignore[attr-defined]
-    lib.llama_sampler_apply(chain, ctypes.byref(arr))  # type: ignore[attr-defined]
+    arr = lib.llama_token_data_array(data, N_VOCAB, -1, False)
+    lib.llama_sampler_apply(chain, ctypes.byref(arr))
     token = int(data[arr.selected].id)
-    lib.llama_sampler_accept(chain, token)  # type: ignore[attr-defined]
+    lib.llama_sampler_accept(chain, token)
     return token
 
 
