@@ -1,13 +1,17 @@
 """Per-sequence sampling with llama.cpp's native sampler chain, plus numpy logprobs.
 
 Each running sequence owns one chain (its RNG, penalty history and grammar state are its own), so
-sequences decoded in the same batch never influence each other's choices. Plain greedy skips the
-chain entirely: an argmax over the logits row is all it needs.
+sequences decoded in the same batch never influence each other's choices. Greedy decoding skips the
+chain: an argmax over the logits row, after penalising only the tokens already seen when penalties
+apply (Qwen2.5's defaults carry repetition_penalty 1.05 even at temperature 0). llama.cpp's penalties
+sampler walks the whole vocabulary for that, 0.78 ms a token on a 151,936-token vocabulary against
+0.04 ms for the argmax; the result is the same token (same float32 arithmetic, first maximum wins).
 """
 
 from __future__ import annotations
 
 import ctypes
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +51,34 @@ def check_grammar(grammar: str, vocab: Any) -> None:
     lib.llama_sampler_free(sampler)
 
 
+class PenalisedArgmax:
+    """Greedy choice under llama.cpp's penalties over the whole sequence: a seen token's logit is
+    divided by ``repetition`` when positive (multiplied when not), then lowered by ``count x frequency
+    + presence``; every other logit is as the model gave it."""
+
+    def __init__(self, repetition: float, frequency: float, presence: float, history: Sequence[int]) -> None:
+        self._repetition = np.float32(repetition)
+        self._frequency = np.float32(frequency)
+        self._presence = np.float32(presence)
+        self._counts: Counter[int] = Counter(history)
+
+    def accept(self, token: int) -> None:
+        self._counts[token] += 1
+
+    def choose(self, row: np.ndarray) -> int:
+        ids = np.fromiter(self._counts.keys(), dtype=np.int64, count=len(self._counts))
+        ids = ids[(ids >= 0) & (ids < row.shape[0])]
+        if ids.size == 0:
+            return int(np.argmax(row))
+        counts = np.array([self._counts[int(i)] for i in ids], dtype=np.float32)
+        seen = row[ids]
+        seen = np.where(seen <= 0, seen * self._repetition, seen / self._repetition)
+        seen = seen - (counts * self._frequency + np.float32(1.0) * self._presence)
+        penalised = row.copy()
+        penalised[ids] = seen
+        return int(np.argmax(penalised))
+
+
 class SequenceSampler:
     """Chooses one sequence's next token: grammar, penalties, top-k, top-p, min-p, temperature, draw."""
 
@@ -60,8 +92,13 @@ class SequenceSampler:
             0.0,
             0.0,
         )
-        plain = not penalised and params.grammar is None and not params.logit_bias
+        plain = params.grammar is None and not params.logit_bias
         self.fast_greedy = params.greedy and plain
+        self._penalties: PenalisedArgmax | None = None
+        if self.fast_greedy and penalised:
+            self._penalties = PenalisedArgmax(
+                params.repetition_penalty, params.frequency_penalty, params.presence_penalty, history
+            )
         if not self.fast_greedy:
             self._build(params, vocab, penalised, history)
 
@@ -109,11 +146,18 @@ class SequenceSampler:
     def sample(self, ctx: Any, index: int) -> int:
         """Pick (and record) the next token from the logits at batch position ``index``."""
         if self.fast_greedy:
-            return int(np.argmax(logits_row(ctx, index, self._n_vocab)))
+            row = logits_row(ctx, index, self._n_vocab)
+            if self._penalties is None:
+                return int(np.argmax(row))
+            token = self._penalties.choose(row)
+            self._penalties.accept(token)
+            return token
         return int(self._lib.llama_sampler_sample(self._chain, ctx, index))
 
     def accept_forced(self, token: int) -> bool:
         """Record an injected token as if sampled; False if the grammar forbids it (nothing recorded)."""
+        if self._penalties is not None:
+            self._penalties.accept(token)
         if self._chain is None:
             return True
         if self._grammar is not None and not self._grammar_allows(token):
