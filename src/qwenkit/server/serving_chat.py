@@ -165,7 +165,7 @@ async def _stream_body(
     for i in range(len(run.streams)):
         yield writer.delta(i, ChatDelta(role="assistant", content=""))
     finishes: dict[int, str] = {}
-    async for index, event in run.events():
+    async for index, event in run.events(watch_client=False):
         if isinstance(event, Done):
             finishes[index] = event.finish_reason
             continue

@@ -156,8 +156,11 @@ class RequestRun:
             self.close()
             raise
 
-    async def events(self) -> AsyncIterator[tuple[int, Event]]:
-        async for item in drive(self.streams, self.deadline, self.request.is_disconnected):
+    async def events(self, *, watch_client: bool = True) -> AsyncIterator[tuple[int, Event]]:
+        """The choices' events. A streaming response passes ``watch_client=False``: Starlette's
+        StreamingResponse listens for the disconnect itself and closes the body, which ends these."""
+        disconnected = self.request.is_disconnected if watch_client else None
+        async for item in drive(self.streams, self.deadline, disconnected):
             yield item
 
     async def collect(self) -> list[ChatResult]:

@@ -107,7 +107,7 @@ async def _stream_body(
     if req.echo:
         for i in range(len(run.streams)):
             yield _chunk(cid, created, model, i, prompts[i // req.n])
-    async for index, event in run.events():
+    async for index, event in run.events(watch_client=False):
         if isinstance(event, (ContentDelta, ReasoningDelta)) and event.text:
             yield _chunk(cid, created, model, index, event.text)
         elif isinstance(event, Done):
