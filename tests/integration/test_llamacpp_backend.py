@@ -250,6 +250,29 @@ def test_prefix_reuse_keeps_output_identical(backend: LlamaCppBackend) -> None:
     assert h.timings.cached_prompt_tokens == shared
 
 
+def test_a_cancelled_answer_keeps_its_tokens_for_the_next_turn(backend: LlamaCppBackend) -> None:
+    """A stop string, a client that left or a user who stopped the answer all cancel the handle;
+    what was decoded up to then is still a valid prefix, as it is for llama-server's slots."""
+    prompt = chat(backend, "Tell me about the history of the bicycle.", system=SYSTEM)
+    cold = [ev.token_id for ev in backend.submit(prompt, GREEDY)]
+    handle = backend.submit(prompt, SamplingParams(temperature=0.0, max_tokens=200, ignore_eos=True))
+    seen = []
+    for event in handle:
+        seen.append(event.token_id)
+        if len(seen) == 6:
+            handle.cancel()
+    assert handle.finish_reason is FinishReason.CANCELLED
+    # The next turn: the answer so far, then the user's follow-up. The first five answer tokens had
+    # been fed back (each step feeds the previous token) before the cancel could be seen.
+    follow_up = [*prompt, *seen, *backend.tokenizer.encode_text("\nGo on.")]
+    warm = backend.submit(follow_up, GREEDY)
+    list(warm)
+    assert warm.timings.cached_prompt_tokens >= len(prompt) + 5
+    again = backend.submit(prompt, GREEDY)
+    assert [ev.token_id for ev in again] == cold  # a reused cancelled prefix decodes the same
+    assert again.timings.cached_prompt_tokens == len(prompt) - 1
+
+
 def test_prefix_is_copied_from_a_busy_slot(real_model_path: Path) -> None:
     options = BackendOptions(context=1024, parallel=2, threads=2)
     with LlamaCppBackend.load(real_model_path, options) as b:

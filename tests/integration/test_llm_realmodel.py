@@ -99,3 +99,18 @@ def test_cancelling_one_stream_frees_its_slot_while_others_go_on(llm: LLM) -> No
     results = [s.result() for s in streams[1:]]
     assert all(r.usage.completion_tokens == 120 or r.finish_reason == "stop" for r in results)
     assert streams[0].result().finish_reason == "cancelled"
+
+
+def test_an_answer_ended_by_a_stop_string_leaves_the_conversation_cached(llm: LLM) -> None:
+    """The stop string ends the generation by cancelling it in the engine: the next turn, which
+    repeats the conversation so far, still starts from the cached prompt and answer."""
+    messages = [{"role": "user", "content": "List the planets of the solar system, one per line."}]
+    first = llm.chat(messages, temperature=0.0, max_tokens=100, stop=["Mars"])
+    assert first.finish_reason == "stop"
+    assert first.content and "Mars" not in first.content
+    follow_up = [*messages, {"role": "assistant", "content": first.content},
+                 {"role": "user", "content": "Which of them is the largest?"}]  # fmt: skip
+    second = llm.chat(follow_up, temperature=0.0, max_tokens=8)
+    # The cached part ends where the new turn's tokens differ from what was decoded: the template
+    # closes the assistant turn where the stop string cut the answer.
+    assert second.usage.cached_prompt_tokens > first.usage.prompt_tokens

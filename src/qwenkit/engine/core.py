@@ -262,8 +262,10 @@ class EngineCore:
     def _end(
         self, seq: Sequence, reason: FinishReason | None = None, error: BaseException | None = None
     ) -> None:
-        """Finish the sequence and free its slot. A finished sequence keeps its KV for prefix reuse;
-        a cancelled or failed one is cleared, since its cache may be partial."""
+        """Finish the sequence and free its slot. A finished or cancelled sequence keeps its KV for
+        prefix reuse (a stop string, a client that left or stopped the answer: its next turn starts
+        from the same tokens); only a failed one is cleared, since a failed step leaves the cache in
+        an unknown state."""
         if self._scheduler.running().get(seq.slot) is not seq:
             return  # already ended (only the engine thread ends sequences)
         self._scheduler.release(seq.slot)
@@ -272,4 +274,4 @@ class EngineCore:
             seq.handle.fail(error)
         elif reason is not None:
             seq.handle.finish(reason)
-        self.runner.release(seq, keep_cache=reason in (FinishReason.STOP, FinishReason.LENGTH))
+        self.runner.release(seq, keep_cache=error is None)

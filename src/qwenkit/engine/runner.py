@@ -51,7 +51,9 @@ class ModelRunner(LoadedModel, Protocol):
         """Record an injected token as if sampled; False if the sequence's grammar forbids it."""
 
     def release(self, seq: Sequence, *, keep_cache: bool) -> None:
-        """The sequence left its slot; keep its KV for prefix reuse, or clear it (cancelled, failed)."""
+        """The sequence left its slot; keep its KV for prefix reuse, or clear it (after a failure).
+
+        A kept cache must hold exactly the tokens the runner recorded as decoded for that slot."""
 
     def close(self) -> None:
         """Free the model; the core has already stopped calling."""
