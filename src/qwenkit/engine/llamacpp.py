@@ -2,8 +2,10 @@
 
 Each step decodes, in a single ``llama_decode``, the pending token(s) of every decoding sequence plus a
 bounded prefill chunk for new ones; each sequence then samples with its own native sampler chain.
-A new sequence goes to the slot that caches the longest prefix of its prompt (``prefix.py``), or copies
-that prefix from a busy slot; a finished sequence leaves its KV behind for the next one.
+A new sequence continues in the slot that caches the longest prefix of its prompt when that slot's cache
+is mostly its own past (a conversation's next turn), else takes an empty or the least recently used
+slot and copies the longest cached prefix there (``prefix.py``); a finished or cancelled sequence
+leaves its KV behind for the next one.
 
 The KV cache keeps a stream of ``context`` cells per sequence (llama-server's default), so a decoding
 token attends over its own sequence's cells only; batches still mix sequences in one pass over the
@@ -215,7 +217,7 @@ class LlamaCppRunner:
     def place(self, seq: Sequence, free: list[int]) -> int:
         adapter = seq.params.adapter  # KV computed under another adapter is no prefix of this prompt
         views = [
-            SlotView(s.kv_tokens if s.adapter == adapter else [], s.last_used, i in free)
+            SlotView(s.kv_tokens if s.adapter == adapter else [], s.last_used, i in free, len(s.kv_tokens))
             for i, s in enumerate(self._slots)
         ]
         runs = image_runs(seq.prompt, self._image_pad, seq.images) if seq.images else []
