@@ -273,6 +273,21 @@ def test_a_cancelled_answer_keeps_its_tokens_for_the_next_turn(backend: LlamaCpp
     assert again.timings.cached_prompt_tokens == len(prompt) - 1
 
 
+def test_another_conversation_in_between_leaves_the_first_one_cached(backend: LlamaCppBackend) -> None:
+    """Both conversations share the template's default system prompt: the second must not take the
+    first one's slot for that short prefix."""
+    first = [{"role": "user", "content": "Name three rivers in Europe."}]
+    first_ids = chat(backend, first[0]["content"])
+    answer = backend.tokenizer.decode(run(backend, first_ids))
+    other = chat(backend, "Name three mountains in Asia.")
+    list(backend.submit(other, GREEDY))
+    follow_up = [*first, {"role": "assistant", "content": answer}]
+    follow_up.append({"role": "user", "content": "Which is the longest?"})
+    handle = backend.submit(list(encode_chat(follow_up, backend.tokenizer).ids), GREEDY)
+    list(handle)
+    assert handle.timings.cached_prompt_tokens >= len(first_ids)
+
+
 def test_prefix_is_copied_from_a_busy_slot(real_model_path: Path) -> None:
     options = BackendOptions(context=1024, parallel=2, threads=2)
     with LlamaCppBackend.load(real_model_path, options) as b:
