@@ -1,15 +1,19 @@
 """``qwenkit serve`` against llama.cpp's own llama-server, over HTTP, same file, threads and slots.
 
-Both servers are measured by the same client (``qwenkit bench --url``: streamed chat completions of a
-fixed length, ``ignore_eos``), alternating A B B A so that background load hits both alike; the ratio
-is the median over rounds of ours / theirs within a round. llama-server is built from the pinned
-llama-cpp-python sdist (``_llama_build.py``) with the same compiler flags. Targets: aggregate decode
-tok/s of ours >= llama-server's at 1, 4 and 8 streams; keep our lower time to first token at 8 streams.
-Each round also runs the same workload in-process (``qwenkit bench MODEL``), so the cost of the HTTP
-layer is a ratio of the same run, and once times the default ``qwenkit bench MODEL --concurrency
-1,4,8`` (the bench issue asked for it to finish within 5 minutes here).
+Both servers are loaded once and stay up side by side (an idle one sleeps), and the same client
+(``qwenkit bench --url``: streamed chat completions of a fixed length, ``ignore_eos``) measures them
+level by level, alternating which goes first (A B at each level of one round, B A in the next), so
+the two runs of a pair are about a minute apart: this machine's speed drifts by 10-30 % within
+minutes. Each level of each round uses prompts of its own seed, so no server finds them in its
+prefix cache from an earlier run. The ratio is the median over rounds of ours / theirs within a pair.
+llama-server is built from the pinned llama-cpp-python sdist (``_llama_build.py``) with the same
+compiler flags. Targets: aggregate decode tok/s of ours >= llama-server's at 1, 4 and 8 streams; keep
+our lower time to first token at 8 streams. Each round also runs the same workload in-process
+(``qwenkit bench MODEL``), so the cost of the HTTP layer is a ratio of the same run, and once times
+the default ``qwenkit bench MODEL --concurrency 1,4,8`` (the bench issue asked for it to finish
+within 5 minutes here).
 
-    .venv/bin/python benchmarks/bench_serve_vs_llama_server.py [--threads 2] [--rounds 2]
+    .venv/bin/python benchmarks/bench_serve_vs_llama_server.py [--threads 2] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +68,9 @@ def running(cmd: list[str], url: str, ready_path: str) -> Iterator[None]:
         Path(log.name).unlink(missing_ok=True)
 
 
-def bench(url: str | None, model: Path, args: argparse.Namespace, levels: str = ",".join(map(str, LEVELS))
-          ) -> dict[str, Any]:
+def bench(
+    url: str | None, model: Path, args: argparse.Namespace, levels: str, seed: int = 0, warmup: int = 2
+) -> dict[str, Any]:
     """One ``qwenkit bench`` of the workload: against ``url``, or in-process when it is None."""
     out = Path(tempfile.mkstemp(suffix=".json")[1])
     local = ["--threads", str(args.threads), "--context", str(args.context)]
@@ -73,8 +78,8 @@ def bench(url: str | None, model: Path, args: argparse.Namespace, levels: str = 
     cmd = [
         *QWENKIT, "bench", *([] if url else [str(model)]), *where, "--concurrency", levels,
         "--prompt-tokens", str(args.prompt_tokens), "--output-tokens", str(args.output_tokens),
-        "--requests", str(max(map(int, levels.split(",")))), "--warmup", "2", "--json", str(out),
-        "--no-roofline",
+        "--requests", str(max(map(int, levels.split(",")))), "--warmup", str(warmup), "--seed", str(seed),
+        "--json", str(out), "--no-roofline",
     ]  # fmt: skip
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     report = json.loads(out.read_text())
@@ -88,6 +93,21 @@ def bench(url: str | None, model: Path, args: argparse.Namespace, levels: str = 
     return measured
 
 
+def measure_rounds(servers: list[tuple[str, str]], model: Path, args: argparse.Namespace
+                   ) -> dict[str, list[dict[str, Any]]]:
+    """Per round: the in-process workload, then each level on both servers, alternating the order."""
+    rounds: dict[str, list[dict[str, Any]]] = {"qwenkit": [], "llama-server": [], "in-process": []}
+    for round_ in range(args.rounds):
+        rounds["in-process"].append(bench(None, model, args, ",".join(map(str, LEVELS)), 1000 + round_))
+        for name, _ in servers:
+            rounds[name].append({})
+        for level in LEVELS:
+            seed = 100 * (round_ + 1) + level  # prompts no earlier run of either server has seen
+            for name, url in servers[:: -1 if round_ % 2 else 1]:  # A B, then B A
+                rounds[name][-1].update(bench(url, model, args, str(level), seed, warmup=1))
+    return rounds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
@@ -95,7 +115,7 @@ def main() -> None:
     ap.add_argument("--context", type=int, default=1024, help="per sequence")
     ap.add_argument("--prompt-tokens", type=int, default=64)
     ap.add_argument("--output-tokens", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     model = Path(args.model)
     slots = max(LEVELS)
@@ -110,22 +130,17 @@ def main() -> None:
         str(server), "-m", str(model), "--port", str(theirs_port), "-t", str(args.threads), "-tb",
         str(args.threads), "-np", str(slots), "-c", str(args.context * slots), "--log-disable",
     ]  # fmt: skip
-    rounds: dict[str, list[dict[str, Any]]] = {"qwenkit": [], "llama-server": [], "in-process": []}
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([*QWENKIT, "bench", str(model), "--concurrency", "1,4,8", "--json", f"{tmp}/b.json"],
                        check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     default_bench_s = time.perf_counter() - began
     print(f"default qwenkit bench: {default_bench_s:.0f} s")
-    servers = [
-        ("qwenkit", ours_cmd, ours_port, "/ready"),
-        ("llama-server", theirs_cmd, theirs_port, "/health"),
-    ]
-    for round_ in range(args.rounds):
-        rounds["in-process"].append(bench(None, model, args))
-        for name, cmd, port, ready in servers[:: -1 if round_ % 2 else 1]:  # A B, then B A
-            with running(cmd, f"http://127.0.0.1:{port}", ready):
-                rounds[name].append(bench(f"http://127.0.0.1:{port}", model, args))
+    servers = [("qwenkit", f"http://127.0.0.1:{ours_port}"), ("llama-server", f"http://127.0.0.1:{theirs_port}")]
+    with ExitStack() as stack:
+        stack.enter_context(running(ours_cmd, servers[0][1], "/ready"))
+        stack.enter_context(running(theirs_cmd, servers[1][1], "/health"))
+        rounds = measure_rounds(servers, model, args)
     per_level: dict[str, Any] = {}
     for n in map(str, LEVELS):
         ours = median([r[n]["decode_tok_s_aggregate"] for r in rounds["qwenkit"]])
@@ -133,8 +148,8 @@ def main() -> None:
         local = median([r[n]["decode_tok_s_aggregate"] for r in rounds["in-process"]])
         ttft_ours = median([r[n]["ttft_p50_s"] for r in rounds["qwenkit"]])
         ttft_theirs = median([r[n]["ttft_p50_s"] for r in rounds["llama-server"]])
-        # The machine's speed drifts by 10-30 % over minutes: each round's two servers ran back to back,
-        # so the ratio within a round is the comparison; the target reads the median of those.
+        # The machine's speed drifts by 10-30 % over minutes: a pair's two runs were back to back,
+        # so the ratio within a pair is the comparison; the target reads the median of those.
         paired = [a[n]["decode_tok_s_aggregate"] / b[n]["decode_tok_s_aggregate"]
                   for a, b in zip(rounds["qwenkit"], rounds["llama-server"], strict=True)]  # fmt: skip
         per_level[n] = {
@@ -153,7 +168,8 @@ def main() -> None:
         "machine": info,
         "config": {"threads": args.threads, "slots": slots, "context_per_sequence": args.context,
                    "prompt_tokens": args.prompt_tokens, "output_tokens": args.output_tokens,
-                   "rounds": args.rounds, "model": str(model), "llama_server": str(server)},
+                   "rounds": args.rounds, "model": str(model), "llama_server": str(server),
+                   "design": "both servers up; per level A B, next round B A; new prompts per level"},
         "levels": per_level,
         "rounds": rounds,
         "default_bench_seconds": round(default_bench_s, 1),
