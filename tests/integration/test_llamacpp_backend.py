@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -376,6 +377,32 @@ def test_closed_backend_rejects_work(real_model_path: Path) -> None:
         b.submit([1, 2], GREEDY)
     with pytest.raises(UsageError):
         b.tokenizer.encode_text("x")
+
+
+def test_llama_cpp_threads_run_one_per_core(real_model_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As many threads as cores: the engine thread and llama.cpp's worker are pinned one per core, so
+    a busy machine cannot stack them on one; with qwenkit's thread policy off the scheduler places them."""
+    from qwenkit.engine.cpu_placement import cores
+    from qwenkit.engine.llamacpp import LlamaCppRunner
+
+    allowed = os.sched_getaffinity(0)
+    available = cores(allowed)
+    options = BackendOptions(context=256, parallel=1, threads=len(available))
+    prompt_text = "Count: one, two, three,"
+    with LlamaCppBackend.load(real_model_path, options) as pinned:
+        runner, engine = pinned.runner, pinned._thread.native_id
+        assert isinstance(runner, LlamaCppRunner)
+        placement = runner.placement.pinned
+        assert len(available) >= 2, "this test needs a machine of at least two cores"
+        assert sorted(placement.values(), key=min) == available and engine in placement
+        assert {tid: os.sched_getaffinity(tid) for tid in placement} == placement
+        prompt = pinned.tokenizer.encode_text(prompt_text)
+        assert len(run(pinned, prompt, dataclasses.replace(GREEDY, max_tokens=8, ignore_eos=True))) == 8
+    monkeypatch.setenv("QWENKIT_OMP_POLICY", "off")
+    with LlamaCppBackend.load(real_model_path, options) as free:
+        assert isinstance(free.runner, LlamaCppRunner) and free.runner.placement.pinned == {}
+        assert free._thread.native_id is not None
+        assert os.sched_getaffinity(free._thread.native_id) == allowed
 
 
 def test_default_threads_adapt_and_chosen_threads_stay(

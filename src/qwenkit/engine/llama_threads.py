@@ -7,6 +7,11 @@ machine, so the engine watches its own decode steps. When the current count runs
 own best at the same batch size, it tries half as many threads for a few steps and keeps whichever was
 faster; from fewer threads it tries more again now and then. Only when the user did not choose
 ``--threads``. Prefill steps are not measured (their size varies); decode steps are timed by the caller.
+
+Since the workers are pinned one per core (``cpu_placement``), 2 threads stay faster than 1 on 2 busy
+cores (measured with 2 and 4 competing processes), so on such a machine the tuner's trials of fewer
+threads end where they began; it still matters where nothing is pinned (other thread counts, other
+systems).
 """
 
 from __future__ import annotations

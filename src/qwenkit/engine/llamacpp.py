@@ -31,6 +31,7 @@ from typing import Any
 import psutil
 
 from qwenkit.engine.core import EngineCore
+from qwenkit.engine.cpu_placement import WorkerPlacement
 from qwenkit.engine.llama_adapters import LlamaAdapters
 from qwenkit.engine.llama_image_feed import ImageFeeder, wait_for_images
 from qwenkit.engine.llama_lib import llama_lib
@@ -141,6 +142,7 @@ class LlamaCppRunner:
         self.threads: ThreadTuner | None = None
         if options.threads is None and most > 1:
             self.threads = ThreadTuner(most, lambda n: lib.llama_set_n_threads(ctx, n, n))
+        self.placement = WorkerPlacement({})  # set by warm_up, once llama.cpp's workers exist
 
     @classmethod
     def load(cls, path: str | Path, options: BackendOptions) -> LlamaCppRunner:
@@ -195,8 +197,10 @@ class LlamaCppRunner:
 
         Like every llama_decode, on the engine thread: llama.cpp's OpenMP workers belong to the thread
         that calls it, and a second calling thread leaves the first one's workers waiting beside its
-        own (measured: one stream at 19 instead of 28 tok/s on 2 cores)."""
+        own (measured: one stream at 19 instead of 28 tok/s on 2 cores). The workers start here, so
+        this is also where they get one core each (``cpu_placement``)."""
         lib, batch = self._lib, self._batch
+        WorkerPlacement.name_engine_thread()
         token = min(self.tokenizer.eos_token_ids, default=0)
         for start, count in ((0, WARM_UP_TOKENS), (WARM_UP_TOKENS, 1)):
             for j in range(count):
@@ -206,6 +210,7 @@ class LlamaCppRunner:
             if lib.llama_decode(self._ctx, batch) != 0:
                 raise QwenkitError("llama.cpp could not run a first step on this model")
         lib.llama_memory_clear(self._mem, True)
+        self.placement = WorkerPlacement.spread()
 
     # ----- before a sequence runs --------------------------------------------------------------
 
