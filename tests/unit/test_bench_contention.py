@@ -26,3 +26,15 @@ def test_a_quiet_machine_points_at_the_build() -> None:
 def test_sampling_reports_a_share_of_the_machine() -> None:
     load = sample_cpu_load(0.1)
     assert 0.0 <= load.others_percent <= 100.0 and load.cores >= 1 and load.free_cores >= 1
+
+
+def test_pinned_threads_on_a_saturated_machine_are_not_told_to_shrink() -> None:
+    """One thread per core is faster than fewer when the others keep every core busy (measured), so
+    the advice is about the other work; with an idle core left, fewer threads still win."""
+    saturated = diagnose_speed(10.0, CpuLoad(100.0, 2), threads=2, pinned=True)
+    assert saturated is not None and "--threads" not in saturated.recommendation
+    assert "shares its core" in saturated.summary and "stop the other work" in saturated.recommendation
+    unpinned = diagnose_speed(10.0, CpuLoad(100.0, 2), threads=2)
+    assert unpinned is not None and unpinned.recommendation.startswith("use --threads 1")
+    one_idle = diagnose_speed(10.0, CpuLoad(50.0, 4), threads=4, pinned=True)
+    assert one_idle is not None and one_idle.recommendation.startswith("use --threads 2")

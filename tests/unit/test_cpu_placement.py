@@ -144,3 +144,11 @@ def test_a_refused_pin_leaves_every_thread_free(monkeypatch: pytest.MonkeyPatch)
     assert _on_a_thread(engine) == WorkerPlacement({})
     allowed = frozenset(os.sched_getaffinity(0))
     assert [cpus for _, cpus in calls[2:]] == [allowed, allowed]  # both set back to every allowed CPU
+
+
+def test_pins_says_whether_an_engine_of_that_many_threads_would_be_pinned() -> None:
+    count = len(cores(os.sched_getaffinity(0)))
+    assert cpu_placement.pins(count, {}) is (count >= 2)
+    assert cpu_placement.pins(count + 1, {}) is False
+    assert cpu_placement.pins(1, {}) is False
+    assert cpu_placement.pins(count, {"QWENKIT_OMP_POLICY": "off"}) is False

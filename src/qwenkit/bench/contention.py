@@ -27,9 +27,14 @@ class CpuLoad:
         return self.others_percent >= BUSY_PERCENT
 
     @property
+    def idle_cores(self) -> int:
+        """Cores the others leave idle, rounded (0 when they keep every core busy)."""
+        return round(self.cores * (1.0 - self.others_percent / 100.0))
+
+    @property
     def free_cores(self) -> int:
         """Cores the others leave idle (at least one)."""
-        return max(1, round(self.cores * (1.0 - self.others_percent / 100.0)))
+        return max(1, self.idle_cores)
 
 
 def sample_cpu_load(seconds: float = 0.5) -> CpuLoad:
@@ -48,11 +53,24 @@ class SpeedDiagnosis:
     recommendation: str
 
 
-def diagnose_speed(percent_of_roofline: float, load: CpuLoad, threads: int) -> SpeedDiagnosis | None:
-    """None when decode speed is plausible; else the likely cause and the flag that fixes it."""
+def diagnose_speed(
+    percent_of_roofline: float, load: CpuLoad, threads: int, *, pinned: bool = False
+) -> SpeedDiagnosis | None:
+    """None when decode speed is plausible; else the likely cause and the flag that fixes it.
+
+    ``pinned``: the threads ran one per core (``engine/cpu_placement.py``). Then, when the others keep
+    every core busy, fewer threads are slower, not faster (measured on 2 cores with two busy processes:
+    16.7 tok/s pinned against 15.6 on 1 thread), so the advice is about the other work."""
     if percent_of_roofline >= SLOW_PERCENT:
         return None
     speed = f"decode runs at {percent_of_roofline:.0f}% of what memory bandwidth allows"
+    if load.busy and pinned and load.idle_cores == 0:
+        return SpeedDiagnosis(
+            f"{speed} while other processes keep {load.others_percent:.0f}% of the CPU busy: "
+            f"each of llama.cpp's {threads} threads shares its core with that work",
+            "stop the other work or lower its priority (nice); fewer threads would not help, "
+            "qwenkit already runs one thread per core",
+        )
     if load.busy:
         fewer = max(1, min(threads - 1, load.free_cores))
         return SpeedDiagnosis(

@@ -20,6 +20,8 @@ from qwenkit.bench.doctor import Check, CheckResult, DoctorState, Status
 from qwenkit.bench.report import library_versions
 from qwenkit.catalog.estimate import GiB, estimate_memory
 from qwenkit.catalog.quant import get_quant
+from qwenkit.engine.cpu_placement import pins
+from qwenkit.engine.types import BackendKind
 from qwenkit.errors import ModelFormatError
 
 # llama.cpp's system-info feature name -> the /proc/cpuinfo flag that provides it.
@@ -272,6 +274,7 @@ def check_generation(state: DoctorState) -> CheckResult:
     with load(str(state.model_path), backend=state.backend, context=512, parallel=1, progress=False) as llm:
         loaded = time.perf_counter() - start
         result = llm.chat(DOCTOR_PROMPT, max_tokens=DOCTOR_TOKENS, temperature=0.0, ignore_eos=True)
+        llama = llm.backend.kind is BackendKind.LLAMACPP
     if result.usage.completion_tokens < 1:
         return CheckResult("generation", Status.FAIL, "the model loaded but generated nothing")
     answer = (result.content or result.reasoning).strip().replace("\n", " ")[:60]
@@ -279,7 +282,8 @@ def check_generation(state: DoctorState) -> CheckResult:
             f"{result.decode_tokens_per_second:.1f} tok/s: {answer!r}")
     percent = _roofline_percent(state, result.decode_tokens_per_second)
     threads = state.hardware.cpu.physical_cores or 1  # what load() uses by default
-    diagnosis = None if percent is None else diagnose_speed(percent, cpu, threads)
+    pinned = llama and pins(threads)
+    diagnosis = None if percent is None else diagnose_speed(percent, cpu, threads, pinned=pinned)
     if diagnosis is not None:
         summary = f"{text}; {diagnosis.summary}"
         return CheckResult("generation", Status.WARN, summary, diagnosis.recommendation)

@@ -27,6 +27,8 @@ from qwenkit.bench.stats import LevelSummary
 from qwenkit.bench.target import Target
 from qwenkit.bench.workload import COMMON_WORDS, Workload, vocabulary_words
 from qwenkit.catalog.hardware import HardwareInfo, detect_hardware
+from qwenkit.engine.cpu_placement import pins
+from qwenkit.engine.types import BackendKind
 from qwenkit.errors import QwenkitError, UsageError
 
 CONTEXT_STEP = 256
@@ -153,6 +155,8 @@ async def run_bench(config: BenchConfig, progress: ProgressSink | None = None, *
         sink.end()
     line = compute_roofline(result.levels, model, bandwidth, config.workload.output_tokens)
     threads = config.threads or hardware.cpu.physical_cores or 1
+    llama = isinstance(target, InProcessTarget) and target.info.backend == BackendKind.LLAMACPP.value
+    pinned = llama and pins(threads)
     return BenchReport(
         created=now_iso(),
         machine=describe_machine(hardware),
@@ -164,5 +168,5 @@ async def run_bench(config: BenchConfig, progress: ProgressSink | None = None, *
         roofline=line,
         notes=tuple(notes),
         cpu_load=load,
-        diagnosis=None if line is None or gpu else diagnose_speed(line.percent, load, threads),
+        diagnosis=None if line is None or gpu else diagnose_speed(line.percent, load, threads, pinned=pinned),
     )

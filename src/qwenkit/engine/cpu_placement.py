@@ -40,6 +40,11 @@ def placement_enabled(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get("QWENKIT_OMP_POLICY") != "off" and not any(k in environ for k in USER_PLACEMENT)
 
 
+def pins(threads: int, environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether a llama.cpp engine of ``threads`` threads started by this process runs pinned."""
+    return placement_enabled(environ) and threads >= 2 and threads == len(cores(os.sched_getaffinity(0)))
+
+
 def cores(allowed: set[int], root: Path = SYS_CPUS) -> list[frozenset[int]]:
     """The ``allowed`` CPUs grouped by physical core (hyperthread siblings together), in CPU order.
     A CPU without readable topology counts as a core of its own."""
