@@ -39,12 +39,13 @@ from _server_harness import free_port
 
 LEVELS = (1, 4, 8)
 QWENKIT = [sys.executable, "-m", "qwenkit"]
+UNPINNED = "qwenkit, threads not pinned"
 
 
 @contextmanager
-def running(cmd: list[str], url: str, ready_path: str) -> Iterator[None]:
+def running(cmd: list[str], url: str, ready_path: str, env: dict[str, str] | None = None) -> Iterator[None]:
     log = tempfile.NamedTemporaryFile(prefix="bench-server-", suffix=".log", delete=False)  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + 300
         while True:
@@ -78,7 +79,7 @@ def bench(
     cmd = [
         *QWENKIT, "bench", *([] if url else [str(model)]), *where, "--concurrency", levels,
         "--prompt-tokens", str(args.prompt_tokens), "--output-tokens", str(args.output_tokens),
-        "--requests", str(max(map(int, levels.split(",")))), "--warmup", str(warmup), "--seed", str(seed),
+        "--requests", str(max(LEVELS)), "--warmup", str(warmup), "--seed", str(seed),
         "--json", str(out), "--no-roofline",
     ]  # fmt: skip
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -93,17 +94,19 @@ def bench(
     return measured
 
 
-def measure_rounds(servers: list[tuple[str, str]], model: Path, args: argparse.Namespace
-                   ) -> dict[str, list[dict[str, Any]]]:
-    """Per round: the in-process workload, then each level on both servers, alternating the order."""
-    rounds: dict[str, list[dict[str, Any]]] = {"qwenkit": [], "llama-server": [], "in-process": []}
+def measure_rounds(
+    servers: list[tuple[str, str]], model: Path, args: argparse.Namespace
+) -> dict[str, list[dict[str, Any]]]:
+    """Per round: the in-process workload, then each level on every server, alternating the order."""
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in servers}
+    rounds["in-process"] = []
     for round_ in range(args.rounds):
         rounds["in-process"].append(bench(None, model, args, ",".join(map(str, LEVELS)), 1000 + round_))
         for name, _ in servers:
             rounds[name].append({})
         for level in LEVELS:
             seed = 100 * (round_ + 1) + level  # prompts no earlier run of either server has seen
-            for name, url in servers[:: -1 if round_ % 2 else 1]:  # A B, then B A
+            for name, url in servers[:: -1 if round_ % 2 else 1]:  # A B (C), then (C) B A
                 rounds[name][-1].update(bench(url, model, args, str(level), seed, warmup=1))
     return rounds
 
@@ -116,16 +119,25 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=64)
     ap.add_argument("--output-tokens", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--unpinned-too",
+        action="store_true",
+        help="also serve a second qwenkit with llama.cpp's threads left to the scheduler "
+        "(OMP_PROC_BIND=false), to measure what pinning them costs or gains",
+    )
     args = ap.parse_args()
     model = Path(args.model)
     slots = max(LEVELS)
     server = build("llama-server")
     info = machine()
     ours_port, theirs_port = free_port(), free_port()
-    ours_cmd = [
-        *QWENKIT, "serve", str(model), "--port", str(ours_port), "--threads", str(args.threads),
-        "--parallel", str(slots), "--context", str(args.context), "--log-level", "warning",
-    ]  # fmt: skip
+
+    def ours_cmd(port: int) -> list[str]:
+        return [
+            *QWENKIT, "serve", str(model), "--port", str(port), "--threads", str(args.threads),
+            "--parallel", str(slots), "--context", str(args.context), "--log-level", "warning",
+        ]  # fmt: skip
+
     theirs_cmd = [
         str(server), "-m", str(model), "--port", str(theirs_port), "-t", str(args.threads), "-tb",
         str(args.threads), "-np", str(slots), "-c", str(args.context * slots), "--log-disable",
@@ -136,11 +148,50 @@ def main() -> None:
                        check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     default_bench_s = time.perf_counter() - began
     print(f"default qwenkit bench: {default_bench_s:.0f} s")
-    servers = [("qwenkit", f"http://127.0.0.1:{ours_port}"), ("llama-server", f"http://127.0.0.1:{theirs_port}")]
+    servers = [
+        ("qwenkit", f"http://127.0.0.1:{ours_port}"),
+        ("llama-server", f"http://127.0.0.1:{theirs_port}"),
+    ]
     with ExitStack() as stack:
-        stack.enter_context(running(ours_cmd, servers[0][1], "/ready"))
+        stack.enter_context(running(ours_cmd(ours_port), servers[0][1], "/ready"))
         stack.enter_context(running(theirs_cmd, servers[1][1], "/health"))
+        if args.unpinned_too:
+            port = free_port()
+            servers.append((UNPINNED, f"http://127.0.0.1:{port}"))
+            loose = {"OMP_PROC_BIND": "false"}  # the user's own binding: qwenkit then pins nothing
+            stack.enter_context(running(ours_cmd(port), servers[-1][1], "/ready", env=loose))
         rounds = measure_rounds(servers, model, args)
+    per_level = summarize(rounds)
+    result = {
+        "machine": info,
+        "config": {
+            "threads": args.threads,
+            "slots": slots,
+            "context_per_sequence": args.context,
+            "prompt_tokens": args.prompt_tokens,
+            "output_tokens": args.output_tokens,
+            "rounds": args.rounds,
+            "model": str(model),
+            "llama_server": str(server),
+            "design": "servers up side by side; per level A B (C), next round (C) B A; new prompts per level",
+        },
+        "levels": per_level,
+        "rounds": rounds,
+        "default_bench_seconds": round(default_bench_s, 1),
+        "target_ratio": 1.0,
+        "meets_target": all(v["ratio"] >= 1.0 for v in per_level.values()),
+    }
+    print(f"-> {write_result('serve_vs_llama_server', result)}")
+
+
+def paired_ratio(rounds: dict[str, list[dict[str, Any]]], name: str, n: str) -> list[float]:
+    """Ours / llama-server within each round's pair at ``n`` streams (runs about a minute apart)."""
+    return [a[n]["decode_tok_s_aggregate"] / b[n]["decode_tok_s_aggregate"]
+            for a, b in zip(rounds[name], rounds["llama-server"], strict=True)]  # fmt: skip
+
+
+def summarize(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per level: medians of each server, and the median of the paired ratios against llama-server."""
     per_level: dict[str, Any] = {}
     for n in map(str, LEVELS):
         ours = median([r[n]["decode_tok_s_aggregate"] for r in rounds["qwenkit"]])
@@ -148,10 +199,9 @@ def main() -> None:
         local = median([r[n]["decode_tok_s_aggregate"] for r in rounds["in-process"]])
         ttft_ours = median([r[n]["ttft_p50_s"] for r in rounds["qwenkit"]])
         ttft_theirs = median([r[n]["ttft_p50_s"] for r in rounds["llama-server"]])
-        # The machine's speed drifts by 10-30 % over minutes: a pair's two runs were back to back,
-        # so the ratio within a pair is the comparison; the target reads the median of those.
-        paired = [a[n]["decode_tok_s_aggregate"] / b[n]["decode_tok_s_aggregate"]
-                  for a, b in zip(rounds["qwenkit"], rounds["llama-server"], strict=True)]  # fmt: skip
+        # The machine's speed drifts by 10-30 % over minutes: a pair's runs were back to back, so
+        # the ratio within a pair is the comparison; the target reads the median of those.
+        paired = paired_ratio(rounds, "qwenkit", n)
         per_level[n] = {
             "qwenkit_tok_s": ours, "llama_server_tok_s": theirs, "ratio": median(paired),
             "ratio_per_round": paired,
@@ -164,19 +214,15 @@ def main() -> None:
             f"TTFT p50 {ttft_ours * 1000:.0f} vs {ttft_theirs * 1000:.0f} ms; "
             f"in-process {local:.1f} tok/s (HTTP / in-process {ours / local:.3f})"
         )
-    result = {
-        "machine": info,
-        "config": {"threads": args.threads, "slots": slots, "context_per_sequence": args.context,
-                   "prompt_tokens": args.prompt_tokens, "output_tokens": args.output_tokens,
-                   "rounds": args.rounds, "model": str(model), "llama_server": str(server),
-                   "design": "both servers up; per level A B, next round B A; new prompts per level"},
-        "levels": per_level,
-        "rounds": rounds,
-        "default_bench_seconds": round(default_bench_s, 1),
-        "target_ratio": 1.0,
-        "meets_target": all(v["ratio"] >= 1.0 for v in per_level.values()),
-    }
-    print(f"-> {write_result('serve_vs_llama_server', result)}")
+        if UNPINNED in rounds:
+            loose = paired_ratio(rounds, UNPINNED, n)
+            per_level[n]["unpinned"] = {
+                "tok_s": median([r[n]["decode_tok_s_aggregate"] for r in rounds[UNPINNED]]),
+                "ratio": median(loose),
+                "ratio_per_round": loose,
+            }
+            print(f"   not pinned: ratio {median(loose):.3f} (rounds {', '.join(f'{r:.2f}' for r in loose)})")
+    return per_level
 
 
 if __name__ == "__main__":
