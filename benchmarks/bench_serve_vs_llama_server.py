@@ -4,8 +4,10 @@ Both servers are loaded once and stay up side by side (an idle one sleeps), and 
 (``qwenkit bench --url``: streamed chat completions of a fixed length, ``ignore_eos``) measures them
 level by level, alternating which goes first (A B at each level of one round, B A in the next), so
 the two runs of a pair are about a minute apart: this machine's speed drifts by 10-30 % within
-minutes. Each level of each round uses prompts of its own seed, so no server finds them in its
-prefix cache from an earlier run. The ratio is the median over rounds of ours / theirs within a pair.
+minutes. Every run of a level is 8 requests, and each level of each round uses prompts of its own
+seed, so no server finds them in its prefix cache from an earlier run. ``--unpinned-too`` adds a third
+server in the rotation: qwenkit with llama.cpp's threads left to the scheduler. The ratio is the
+median over rounds of ours / theirs within a pair.
 llama-server is built from the pinned llama-cpp-python sdist (``_llama_build.py``) with the same
 compiler flags. Targets: aggregate decode tok/s of ours >= llama-server's at 1, 4 and 8 streams; keep
 our lower time to first token at 8 streams. Each round also runs the same workload in-process
@@ -13,7 +15,7 @@ our lower time to first token at 8 streams. Each round also runs the same worklo
 the default ``qwenkit bench MODEL --concurrency 1,4,8`` (the bench issue asked for it to finish
 within 5 minutes here).
 
-    .venv/bin/python benchmarks/bench_serve_vs_llama_server.py [--threads 2] [--rounds 3]
+    .venv/bin/python benchmarks/bench_serve_vs_llama_server.py [--threads 2] [--rounds 3] [--unpinned-too]
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from _server_harness import free_port
 LEVELS = (1, 4, 8)
 QWENKIT = [sys.executable, "-m", "qwenkit"]
 UNPINNED = "qwenkit, threads not pinned"
+TOK_S = "decode_tok_s_aggregate"
 
 
 @contextmanager
@@ -88,7 +91,7 @@ def bench(
     measured = {}
     for level in report["levels"]:
         measured[str(level["concurrency"])] = {
-            "decode_tok_s_aggregate": level["aggregate_output_tps"],
+            TOK_S: level["aggregate_output_tps"],
             "ttft_p50_s": level["ttft"]["p50"] if level.get("ttft") else None,
         }
     return measured
@@ -186,19 +189,25 @@ def main() -> None:
 
 def paired_ratio(rounds: dict[str, list[dict[str, Any]]], name: str, n: str) -> list[float]:
     """Ours / llama-server within each round's pair at ``n`` streams (runs about a minute apart)."""
-    return [a[n]["decode_tok_s_aggregate"] / b[n]["decode_tok_s_aggregate"]
+    return [a[n][TOK_S] / b[n][TOK_S]
             for a, b in zip(rounds[name], rounds["llama-server"], strict=True)]  # fmt: skip
+
+
+def level_median(rounds: dict[str, list[dict[str, Any]]], name: str, n: str, key: str) -> float:
+    """The median over rounds of one figure of server ``name`` at ``n`` streams."""
+    return median([r[n][key] for r in rounds[name]])
 
 
 def summarize(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Per level: medians of each server, and the median of the paired ratios against llama-server."""
     per_level: dict[str, Any] = {}
     for n in map(str, LEVELS):
-        ours = median([r[n]["decode_tok_s_aggregate"] for r in rounds["qwenkit"]])
-        theirs = median([r[n]["decode_tok_s_aggregate"] for r in rounds["llama-server"]])
-        local = median([r[n]["decode_tok_s_aggregate"] for r in rounds["in-process"]])
-        ttft_ours = median([r[n]["ttft_p50_s"] for r in rounds["qwenkit"]])
-        ttft_theirs = median([r[n]["ttft_p50_s"] for r in rounds["llama-server"]])
+        ours, theirs, local = (
+            level_median(rounds, name, n, TOK_S) for name in ("qwenkit", "llama-server", "in-process")
+        )
+        ttft_ours, ttft_theirs = (
+            level_median(rounds, name, n, "ttft_p50_s") for name in ("qwenkit", "llama-server")
+        )
         # The machine's speed drifts by 10-30 % over minutes: a pair's runs were back to back, so
         # the ratio within a pair is the comparison; the target reads the median of those.
         paired = paired_ratio(rounds, "qwenkit", n)
@@ -217,7 +226,7 @@ def summarize(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         if UNPINNED in rounds:
             loose = paired_ratio(rounds, UNPINNED, n)
             per_level[n]["unpinned"] = {
-                "tok_s": median([r[n]["decode_tok_s_aggregate"] for r in rounds[UNPINNED]]),
+                "tok_s": level_median(rounds, UNPINNED, n, TOK_S),
                 "ratio": median(loose),
                 "ratio_per_round": loose,
             }
