@@ -186,12 +186,15 @@ def test_the_same_answer_after_a_cached_image(llama: LLM) -> None:
     assert [e.token_id for e in cached] == [e.token_id for e in fresh]
 
 
+TEXT_TOKENS = 3000  # outlasts the encode (the streams are cancelled once the image is done)
+
+
 def test_text_streams_decode_while_an_image_is_encoded(llama: LLM) -> None:
     """The vision tower runs on its own thread: four text streams emit tokens inside the window in
     which a large image is being encoded (the engine thread would emit none if it encoded)."""
     stamps: list[list[float]] = [[] for _ in range(4)]
     text = llama.encode([{"role": "user", "content": "Count to a thousand."}], ChatParams())
-    long_text = SamplingParams(temperature=0.0, max_tokens=600, ignore_eos=True)
+    long_text = SamplingParams(temperature=0.0, max_tokens=TEXT_TOKENS, ignore_eos=True)
     handles = [llama.backend.submit(text.ids, long_text) for _ in range(4)]
 
     errors: list[BaseException] = []
@@ -223,5 +226,5 @@ def test_text_streams_decode_while_an_image_is_encoded(llama: LLM) -> None:
     assert all(n >= 10 for n in inside), (inside, ended - began)
     gaps = [b - a for s in stamps for a, b in pairwise(s) if began < b and a < ended]
     assert max(gaps) < (ended - began) / 2  # no stall as long as the encode
-    assert all(len(s) < 600 for s in stamps)  # still running when the image was done
+    assert all(len(s) < TEXT_TOKENS for s in stamps)  # still running when the image was done
     assert image_prompt.prepared[0].tokens == 2500

@@ -307,7 +307,7 @@ class LlamaCppRunner:
     def _plan(self, seqs: list[Sequence]) -> tuple[list[_Planned], _ImagePiece | None, list[Sequence]]:
         """Fill the batch: every decoding sequence's pending tokens, then prefill chunks, one of which
         may be an image's embeddings (fed in a second decode). Also the sequences whose image failed."""
-        plan: list[_Planned] = []
+        chosen: list[tuple[Sequence, list[int], bool]] = []  # (sequence, tokens, prefill)
         n = 0
         prefilling = []
         for seq in seqs:
@@ -320,7 +320,8 @@ class LlamaCppRunner:
             if not tokens:
                 continue
             seq.pending = seq.pending[len(tokens) :]
-            n = self._fill(n, seq, tokens, logits_last=not seq.pending, prefill=False, plan=plan)
+            chosen.append((seq, tokens, False))
+            n += len(tokens)
         # Prompts fill what the decoding tokens leave of the batch, as llama-server and vLLM's chunked
         # prefill do: a waiting stream's first token comes sooner, the batch is fuller, and decoding
         # streams still get a token every step (one step is at most N_BATCH tokens).
@@ -345,10 +346,22 @@ class LlamaCppRunner:
                 continue
             stop = run.begin if run is not None else len(seq.prompt) - 1
             tokens = seq.prompt[state.prefilled : min(stop, state.prefilled + budget)]
-            n = self._fill(n, seq, tokens, logits_last=False, prefill=True, plan=plan)
+            chosen.append((seq, tokens, True))
             budget -= len(tokens)
+        return self._write(chosen), piece, failed
+
+    def _write(self, chosen: list[tuple[Sequence, list[int], bool]]) -> list[_Planned]:
+        """Write the chosen tokens into the batch in slot order. With a KV stream per sequence llama.cpp
+        puts only consecutive sequence ids into one ubatch (``split_equal``), so a batch in admission
+        order (3, 5, 0, ...) would cost one pass over the weights per run of consecutive slots: measured
+        8 decoding streams at 104 ms a step against 85 ms in slot order, as llama-server keeps them."""
+        plan: list[_Planned] = []
+        n = 0
+        for seq, tokens, prefill in sorted(chosen, key=lambda item: item[0].slot):
+            last = not prefill and not seq.pending
+            n = self._fill(n, seq, tokens, logits_last=last, prefill=prefill, plan=plan)
         self._batch.n_tokens = n
-        return plan, piece, failed
+        return plan
 
     def _fill(
         self, n: int, seq: Sequence, tokens: list[int], *, logits_last: bool, prefill: bool,
