@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _llama_chat import GREEDY, chat, run
 
 from _greedy import TOP_K, GreedyReference, divergence
 from qwenkit.chat import encode_chat
@@ -20,7 +21,6 @@ from qwenkit.errors import ContextLengthError, OverloadedError, UsageError
 
 pytestmark = [pytest.mark.realmodel, pytest.mark.slow]
 
-GREEDY = SamplingParams(temperature=0.0, max_tokens=48)
 # A solo greedy run that also records, per position, what it would have done past end-of-text.
 REFERENCE = SamplingParams(temperature=0.0, max_tokens=48, ignore_eos=True, logprobs=True, top_logprobs=TOP_K)
 QUESTIONS = {
@@ -43,20 +43,6 @@ def backend(real_model_path: Path) -> Iterator[LlamaCppBackend]:
     b = LlamaCppBackend.load(real_model_path, BackendOptions(context=1024, parallel=8, threads=2))
     yield b
     b.close()
-
-
-def chat(backend: LlamaCppBackend, question: str, system: str | None = None) -> list[int]:
-    messages = ([{"role": "system", "content": system}] if system else []) + [
-        {"role": "user", "content": question}
-    ]
-    return list(encode_chat(messages, backend.tokenizer).ids)
-
-
-def run(backend: LlamaCppBackend, prompt: list[int], params: SamplingParams = GREEDY) -> list[int]:
-    handle = backend.submit(prompt, params)
-    ids = [ev.token_id for ev in handle]
-    assert handle.finish_reason in (FinishReason.STOP, FinishReason.LENGTH)
-    return ids
 
 
 def reference(backend: LlamaCppBackend, prompt: list[int]) -> GreedyReference:
@@ -304,43 +290,6 @@ def test_prefix_is_copied_from_a_busy_slot(real_model_path: Path) -> None:
         assert h.timings.cached_prompt_tokens >= len(b.tokenizer.encode_text(SYSTEM))
         assert runner.finish_reason is None  # the donor went on untouched
         runner.cancel()
-
-
-def test_a_step_lists_its_sequences_in_slot_order(
-    real_model_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Conversations admitted in the reverse of their slots' order still reach llama_decode in slot
-    order: with a KV stream per sequence, llama.cpp puts only consecutive sequence ids into one ubatch,
-    so any other order splits a step into several passes over the weights."""
-    from qwenkit.engine.llamacpp import LlamaCppRunner
-
-    topics = ("rivers of Europe", "mountains of Asia", "deserts of Africa", "lakes of North America")
-    questions = [  # longer than what they share (the template's system prompt): each takes its own slot
-        f"{opening} Describe the {topic}, naming the three largest, where each one lies and a fact about it."
-        for opening, topic in zip(("Please.", "Now:", "Task:", "Question:"), topics, strict=True)
-    ]
-    with LlamaCppBackend.load(real_model_path, BackendOptions(context=512, parallel=4, threads=2)) as b:
-        runner = b.runner
-        assert isinstance(runner, LlamaCppRunner) and not runner.kv_unified
-        prompts = [chat(b, q) for q in questions]
-        for prompt in prompts:  # one after another: slots 0, 1, 2, 3
-            run(b, prompt, dataclasses.replace(GREEDY, max_tokens=4))
-        steps: list[list[int]] = []
-        decode = runner._lib.llama_decode
-
-        def recording(ctx: object, batch: object) -> int:
-            steps.append([batch.seq_id[i][0] for i in range(batch.n_tokens)])  # type: ignore[attr-defined]
-            return int(decode(ctx, batch))
-
-        monkeypatch.setattr(runner._lib, "llama_decode", recording)
-        params = dataclasses.replace(GREEDY, max_tokens=16, ignore_eos=True)
-        handles = [b.submit(prompt, params) for prompt in reversed(prompts)]  # admitted 3, 2, 1, 0
-        assert [len([ev for ev in h]) for h in handles] == [16] * 4
-        monkeypatch.undo()
-        assert [h.timings.cached_prompt_tokens for h in handles] == [len(p) - 1 for p in reversed(prompts)]
-        shared = [ids for ids in steps if len(set(ids)) == 4]
-        assert shared, "the four conversations never decoded in one step"
-        assert all(ids == sorted(ids) for ids in steps)
 
 
 def test_injected_tokens_are_forced_and_continued_from(backend: LlamaCppBackend) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from qwenkit.engine.prefix import Placement, SlotView, common_prefix, place
+from qwenkit.engine.prefix import Placement, SlotView, common_prefix, place, runs
 
 
 def test_common_prefix() -> None:
@@ -75,3 +75,64 @@ def test_place_keeps_its_own_cache_when_no_busy_slot_beats_it() -> None:
 def test_place_needs_a_free_slot() -> None:
     with pytest.raises(ValueError):
         place([1, 2], [SlotView([1], 0.0, False)])
+
+
+# ----- together: busy slots kept in one run of ids (a KV stream per sequence) ---------------------
+
+
+def test_runs_counts_stretches_of_consecutive_ids() -> None:
+    assert runs([]) == 0
+    assert runs([2, 3, 4, 5]) == 1
+    assert runs([7, 0, 6, 1]) == 2
+    assert runs([0, 2, 4]) == 3
+
+
+def free(cached: list[int], last_used: float) -> SlotView:
+    return SlotView(cached, last_used, True)
+
+
+def busy(cached: list[int]) -> SlotView:
+    return SlotView(cached, 9.0, False)
+
+
+def test_with_nothing_running_together_changes_nothing() -> None:
+    slots = [free([7], 3.0), free([8], 1.0), free([], 2.0), free([1, 2, 3], 0.5)]
+    for prompt in ([1, 2], [1, 2, 3, 4], [5, 6]):
+        assert place(prompt, slots, together=True) == place(prompt, slots)
+
+
+def test_a_new_request_goes_beside_the_busy_slots_and_the_cache_it_displaces_moves() -> None:
+    """The old rule takes empty slot 3 (a second run beside busy slot 0); together, the request takes
+    slot 1 and what slot 1 cached moves to slot 3 first: nothing is evicted either way."""
+    slots = [busy([1, 2, 50]), free([60, 61, 62], 4.0), free([70, 71, 72], 5.0), free([], 0.0)]
+    assert place([1, 2, 80, 81], slots) == Placement(3, 2, copy_from=0)
+    assert place([1, 2, 80, 81], slots, together=True) == Placement(1, 2, copy_from=0, park=3)
+
+
+def test_the_displaced_cache_moves_only_to_a_slot_worth_less() -> None:
+    slots = [busy([1, 50]), free([60, 61, 62], 1.0), free([1, 70], 5.0), free([80, 81], 6.0)]
+    # Slot 1 (least recently used) is the one an LRU cache evicts: no slot is worth less than it.
+    assert place([1, 90, 91], slots, together=True) == Placement(1, 1, copy_from=2)
+
+
+def test_a_continued_conversation_is_copied_beside_the_busy_slots() -> None:
+    turn = [1, 2, 3, 10, 11, 12]
+    slots = [busy([1, 2, 50]), free([], 0.0), free([*turn, 13], 5.0), free([9, 9], 1.0)]
+    assert place([*turn, 30], slots) == Placement(2, 6)
+    assert place([*turn, 30], slots, together=True) == Placement(1, 6, copy_from=2)
+
+
+def test_a_request_fills_the_gap_between_two_runs() -> None:
+    slots = [busy([5]), free([], 0.0), busy([6]), free([], 0.0), free([], 0.0)]
+    assert place([1, 2], slots).slot == 1  # the lowest of the empty slots, by chance
+    slots[1] = free([7], 1.0)
+    assert place([1, 2], slots).slot == 3
+    assert place([1, 2], slots, together=True) == Placement(1, 0, park=3)
+
+
+def test_a_cache_reused_in_the_new_home_moves_out_whole_first() -> None:
+    """Slot 1 holds the longest prefix but much more besides: the old rule copies it into empty slot 2;
+    together, the request stays in slot 1 and slot 1's whole cache moves to slot 2 first."""
+    slots = [busy([9]), free([1, 2, 3, 40, 41, 42, 43, 44], 5.0), free([], 0.0), free([], 0.0)]
+    assert place([1, 2, 3, 4], slots) == Placement(2, 3, copy_from=1)
+    assert place([1, 2, 3, 4], slots, together=True) == Placement(1, 3, park=2)

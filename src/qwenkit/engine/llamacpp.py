@@ -4,8 +4,8 @@ Each step decodes, in a single ``llama_decode``, the pending token(s) of every d
 bounded prefill chunk for new ones; each sequence then samples with its own native sampler chain.
 A new sequence continues in the slot that caches the longest prefix of its prompt when that slot's cache
 is mostly its own past (a conversation's next turn), else takes an empty or the least recently used
-slot and copies the longest cached prefix there (``prefix.py``); a finished or cancelled sequence
-leaves its KV behind for the next one.
+slot and copies the longest cached prefix there, kept beside the busy slots (``prefix.py``); a finished
+or cancelled sequence leaves its KV behind for the next one.
 
 The KV cache keeps a stream of ``context`` cells per sequence (llama-server's default), so a decoding
 token attends over its own sequence's cells only; batches still mix sequences in one pass over the
@@ -227,7 +227,7 @@ class LlamaCppRunner:
         ]
         runs = image_runs(seq.prompt, self._image_pad, seq.images) if seq.images else []
         keys = keyed_prompt(seq.prompt, runs)
-        placement = place(keys, views)
+        placement = place(keys, views, together=not self.kv_unified)  # one stream each: see prefix.py
         reuse = cut_before_image(placement.reuse, runs)
         if reuse != placement.reuse:
             donor = placement.copy_from if reuse else None
@@ -238,17 +238,14 @@ class LlamaCppRunner:
     def start(self, seq: Sequence) -> None:
         state = _state(seq)
         lib, slot, reuse, donor = self._lib, seq.slot, state.placement.reuse, state.placement.copy_from
+        if state.placement.park is not None:
+            self._copy_slot(slot, state.placement.park)
         cache = self._slots[slot]
         source = self._slots[donor] if donor is not None else cache
         after = source.after[:reuse]
         cut = source.position_at(reuse)  # llama.cpp's ranges are positions, not cells
         if donor is not None:
-            lib.llama_memory_seq_rm(self._mem, slot, -1, -1)
-            if self.kv_unified:  # the same cells gain a sequence id: no data moves
-                lib.llama_memory_seq_cp(self._mem, donor, slot, 0, cut)
-            else:  # another stream: llama.cpp copies the whole stream, the tail is then dropped
-                lib.llama_memory_seq_cp(self._mem, donor, slot, -1, -1)
-                lib.llama_memory_seq_rm(self._mem, slot, cut, -1)
+            self._copy_slot(donor, slot, cut)
         elif not lib.llama_memory_seq_rm(self._mem, slot, cut, -1):
             lib.llama_memory_seq_rm(self._mem, slot, -1, -1)
             reuse, after = 0, []
@@ -263,6 +260,23 @@ class LlamaCppRunner:
         # first token's logits the same whether the rest of the prompt came from cache or not.
         seq.cached, state.prefilled, seq.pending = reuse, reuse, seq.prompt[-1:]
         state.sampler = SequenceSampler(seq.params, self._vocab, self.vocab_size, seq.prompt)
+
+    def _copy_slot(self, source: int, target: int, cut: int = -1) -> None:
+        """Make ``target`` hold ``source``'s KV before position ``cut`` (all of it for -1). Across streams
+        llama.cpp copies buffers at the next decode, in the order asked, before the step computes."""
+        lib = self._lib
+        lib.llama_memory_seq_rm(self._mem, target, -1, -1)
+        if self.kv_unified:  # the same cells gain a sequence id: no data moves
+            lib.llama_memory_seq_cp(self._mem, source, target, 0, cut)
+        else:  # another stream: llama.cpp copies the whole stream, the tail is then dropped
+            lib.llama_memory_seq_cp(self._mem, source, target, -1, -1)
+            if cut >= 0:
+                lib.llama_memory_seq_rm(self._mem, target, cut, -1)
+        if cut < 0:
+            self._slots[target] = dataclasses.replace(
+                self._slots[source], kv_tokens=list(self._slots[source].kv_tokens),
+                after=list(self._slots[source].after),
+            )
 
     def _encode_images(self, state: _State, reuse: int) -> None:
         if self.vision is None:

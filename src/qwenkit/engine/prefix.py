@@ -9,11 +9,17 @@ conversation that shares only the chat template's system prompt with a cached on
 that conversation while other slots stand empty (vLLM's block cache, likewise, evicts nothing while
 free blocks remain). At least the last prompt token is always recomputed: its logits choose the first
 output token.
+
+With a KV stream per sequence, llama.cpp runs a step's sequences in one pass over the weights only
+while their ids follow each other (``split_equal`` with ``sequential``); busy slots 0, 1, 6 and 7 take
+two passes a step where 2 to 5 take one. So, ``together``, a request that would open a new run of busy
+slots goes beside the busy ones instead: its reused prefix is copied there, and what that slot held
+moves (``park``) to where the rule above would have evicted, so the cache loses what it lost before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -23,6 +29,12 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+def runs(ids: Iterable[int]) -> int:
+    """How many runs of consecutive ids ``ids`` makes: {2, 3, 4, 5} one, {0, 1, 6, 7} two."""
+    ordered = sorted(set(ids))
+    return sum(1 for k, i in enumerate(ordered) if k == 0 or ordered[k - 1] != i - 1)
 
 
 @dataclass(frozen=True)
@@ -39,19 +51,30 @@ class SlotView:
         """What evicting the slot would lose."""
         return len(self.cached) if self.held is None else self.held
 
+    @property
+    def eviction_cost(self) -> tuple[bool, float]:
+        """Empty first, then the least recently used."""
+        return self.size > 0, self.last_used
+
 
 @dataclass(frozen=True)
 class Placement:
     slot: int
     reuse: int  # prompt tokens whose KV is kept (or copied)
     copy_from: int | None = None  # another slot (free or busy) to copy the first ``reuse`` positions from
+    park: int | None = None  # a free slot to copy ``slot``'s cache to first, so that it is not lost
 
 
-def place(prompt: Sequence[int], slots: Sequence[SlotView]) -> Placement:
+def place(prompt: Sequence[int], slots: Sequence[SlotView], *, together: bool = False) -> Placement:
     """The slot for ``prompt`` and how much of it is already cached (see the module docstring).
 
     "Keeps most of the slot's cache": it would evict no more of the slot's tokens than it reuses.
     """
+    placement = _by_cache(prompt, slots)
+    return _beside_busy(placement, slots) if together else placement
+
+
+def _by_cache(prompt: Sequence[int], slots: Sequence[SlotView]) -> Placement:
     limit = len(prompt) - 1
     shared = [min(limit, common_prefix(prompt, s.cached)) for s in slots]
     free = [i for i, s in enumerate(slots) if s.free]
@@ -61,8 +84,27 @@ def place(prompt: Sequence[int], slots: Sequence[SlotView]) -> Placement:
     continues = [i for i in free if shared[i] == reuse and slots[i].size - shared[i] <= shared[i]]
     if continues:
         return Placement(min(continues, key=lambda i: slots[i].last_used), reuse)
-    target = min(free, key=lambda i: (slots[i].size > 0, slots[i].last_used))
+    target = min(free, key=lambda i: slots[i].eviction_cost)
     if shared[target] == reuse:
         return Placement(target, reuse)
     donor = max(range(len(slots)), key=lambda i: (shared[i], slots[i].free))
     return Placement(target, reuse, copy_from=donor)
+
+
+def _beside_busy(chosen: Placement, slots: Sequence[SlotView]) -> Placement:
+    """``chosen`` moved next to the busy slots when it would start a run of its own."""
+    busy = [i for i, s in enumerate(slots) if not s.free]
+    free = [i for i, s in enumerate(slots) if s.free]
+    fewest = min(runs([*busy, i]) for i in free)
+    if runs([*busy, chosen.slot]) == fewest:
+        return chosen
+    home = min((i for i in free if runs([*busy, i]) == fewest), key=lambda i: slots[i].eviction_cost)
+    source = (chosen.slot if chosen.copy_from is None else chosen.copy_from) if chosen.reuse else None
+    copy_from = None if source == home else source
+    if not slots[home].size:
+        return Placement(home, chosen.reuse, copy_from)
+    spare = [i for i in free if i not in (home, source)]
+    park = min(spare, key=lambda i: slots[i].eviction_cost, default=None)
+    if park is not None and slots[park].eviction_cost >= slots[home].eviction_cost:
+        park = None  # what it holds is worth more than what ``home`` holds: ``home`` is evicted instead
+    return Placement(home, chosen.reuse, copy_from, park)
