@@ -136,3 +136,31 @@ def test_a_cache_reused_in_the_new_home_moves_out_whole_first() -> None:
     slots = [busy([9]), free([1, 2, 3, 40, 41, 42, 43, 44], 5.0), free([], 0.0), free([], 0.0)]
     assert place([1, 2, 3, 4], slots) == Placement(2, 3, copy_from=1)
     assert place([1, 2, 3, 4], slots, together=True) == Placement(1, 3, park=2)
+
+
+def test_the_serve_benchmarks_second_wave_of_four_stays_in_one_run() -> None:
+    """bench_serve_vs_llama_server.py's 4-stream level replayed without a model: a warm-up request,
+    then two waves of four new prompts sharing the template's system prompt. The cache rule alone
+    splits the second wave in two runs of ids (two passes a step); together, it stays in one."""
+    system = list(range(24))
+
+    def waves(together: bool) -> list[list[int]]:
+        cached: list[list[int]] = [[] for _ in range(8)]
+        last_used, busy, clock, seen = [0.0] * 8, [False] * 8, iter(range(1, 100)), []
+        for size, base in ((1, 1000), (4, 2000), (4, 3000)):
+            wave = []
+            for k in range(size):
+                prompt = [*system, *range(base + 100 * k, base + 100 * k + 40)]
+                views = [SlotView(cached[i], last_used[i], not busy[i]) for i in range(8)]
+                p = place(prompt, views, together=together)
+                if p.park is not None:
+                    cached[p.park], last_used[p.park] = cached[p.slot], last_used[p.slot]
+                cached[p.slot], busy[p.slot] = [*prompt, -1], True
+                wave.append(p.slot)
+            for i in sorted(wave):
+                busy[i], last_used[i] = False, float(next(clock))
+            seen.append(sorted(wave))
+        return seen[1:]
+
+    assert [runs(w) for w in waves(together=False)] == [1, 2]
+    assert [runs(w) for w in waves(together=True)] == [1, 1]

@@ -95,10 +95,11 @@ def _beside_busy(chosen: Placement, slots: Sequence[SlotView]) -> Placement:
     """``chosen`` moved next to the busy slots when it would start a run of its own."""
     busy = [i for i, s in enumerate(slots) if not s.free]
     free = [i for i, s in enumerate(slots) if s.free]
-    fewest = min(runs([*busy, i]) for i in free)
-    if runs([*busy, chosen.slot]) == fewest:
+    runs_with = {i: runs([*busy, i]) for i in free}
+    fewest = min(runs_with.values())
+    if runs_with[chosen.slot] == fewest:
         return chosen
-    home = min((i for i in free if runs([*busy, i]) == fewest), key=lambda i: slots[i].eviction_cost)
+    home = min((i for i in free if runs_with[i] == fewest), key=lambda i: slots[i].eviction_cost)
     source = (chosen.slot if chosen.copy_from is None else chosen.copy_from) if chosen.reuse else None
     copy_from = None if source == home else source
     if not slots[home].size:
