@@ -12,7 +12,7 @@ from typing import Any
 import uvicorn
 
 from qwenkit.engine.llm import LLM
-from qwenkit.server.app import create_app
+from qwenkit.server.app import create_app, uvicorn_config
 from qwenkit.server.settings import ServerSettings
 
 
@@ -23,12 +23,11 @@ def free_port() -> int:
 
 
 class LiveServer:
-    def __init__(self, app: Any, port: int) -> None:
+    def __init__(self, app: Any, settings: ServerSettings) -> None:
         self.app = app
-        self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-        self.server = uvicorn.Server(config)
+        self.port = settings.port
+        self.base_url = f"http://127.0.0.1:{settings.port}"
+        self.server = uvicorn.Server(uvicorn_config(app, settings))  # as `qwenkit serve` runs it
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> None:
@@ -48,8 +47,8 @@ class LiveServer:
 def live_server(llm: LLM, **settings: Any) -> Iterator[LiveServer]:
     """``create_app`` over an already loaded model, served until the block ends."""
     port = free_port()
-    app = create_app(ServerSettings(port=port, **settings), llm)
-    server = LiveServer(app, port)
+    server_settings = ServerSettings(host="127.0.0.1", port=port, **settings)
+    server = LiveServer(create_app(server_settings, llm), server_settings)
     server.start()
     try:
         yield server

@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 
 from qwenkit.chat.messages import ImagePart, normalize_messages
+from qwenkit.engine.sampling import SEED_MAX, SEED_MIN, SamplingOptions
 from qwenkit.errors import UsageError
 from qwenkit.server.app import create_app
 from qwenkit.server.openapi import MESSAGE_SCHEMA, token_id_pattern
@@ -31,6 +32,23 @@ def test_max_tokens_states_the_context_limit() -> None:
         branch = next(b for b in branches if b.get("type") == "integer")
         assert branch["maximum"] == 2047
     assert schema["CompletionRequest"]["properties"]["max_tokens"]["default"] == 16
+
+
+def test_the_seed_range_is_stated_exactly_as_it_is_enforced() -> None:
+    """FastAPI's OpenAPI models keep bounds as floats, which turn 2**64 - 1 into 2**64."""
+    schema = create_app(ServerSettings()).openapi()["components"]["schemas"]
+    for name in ("ChatCompletionRequest", "CompletionRequest"):
+        branch = next(b for b in schema[name]["properties"]["seed"]["anyOf"] if b.get("type") == "integer")
+        assert (branch["minimum"], branch["maximum"]) == (SEED_MIN, SEED_MAX)
+        assert type(branch["minimum"]) is int and type(branch["maximum"]) is int
+        for edge in (SEED_MIN, SEED_MAX):
+            jsonschema.validate(edge, branch)
+            assert SamplingOptions(seed=edge).seed == edge
+        for outside in (SEED_MIN - 1, SEED_MAX + 1):
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate(outside, branch)
+            with pytest.raises(ValueError):
+                SamplingOptions(seed=outside)
 
 
 VALID: list[Any] = [

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSche
 
 from qwenkit.errors import UsageError
 
+# Any 64-bit seed, signed or not (each backend reduces it to the width it takes).
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
 TOKEN_ID_PATTERN = r"^[0-9]{1,10}$"  # any token id; the server states its model's exact range
 MAX_LOGIT_BIAS_ENTRIES = 1024
 TokenIdKey = Annotated[str, Field(pattern=TOKEN_ID_PATTERN)]
@@ -44,7 +46,7 @@ class SamplingOptions(BaseModel):
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     repetition_penalty: float | None = Field(default=None, ge=0.01, le=10.0)
-    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
+    seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     logit_bias: LogitBias | None = Field(
         default=None,
         description="Token id (a key of the model's vocabulary) -> bias added to its logit, in [-100, 100].",

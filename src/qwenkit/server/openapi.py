@@ -14,7 +14,12 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import WithJsonSchema
 
+from qwenkit.engine.sampling import SEED_MAX, SEED_MIN
+
 TOKEN_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
+# Integer bounds past 2**53, which FastAPI's OpenAPI models (bounds typed float) would round: the
+# seed's 2**64 - 1 became 2**64, so a fuzzer sent 2**64 as "valid" and was refused.
+EXACT_INTEGER_BOUNDS: dict[str, tuple[int, int]] = {"seed": (SEED_MIN, SEED_MAX)}
 GENERATING_REQUESTS = ("ChatCompletionRequest", "CompletionRequest")
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
@@ -115,6 +120,15 @@ def _cap_tokens(schema: dict[str, Any], context_length: int) -> None:
                     branch["maximum"] = context_length - 1  # the prompt takes at least one token
 
 
+def _exact_integer_bounds(schema: dict[str, Any]) -> None:
+    for component in _schemas(schema).values():
+        for field, (low, high) in EXACT_INTEGER_BOUNDS.items():
+            prop = component.get("properties", {}).get(field, {})
+            for branch in prop.get("anyOf", [prop]):
+                if branch.get("type") == "integer":
+                    branch["minimum"], branch["maximum"] = low, high
+
+
 @dataclass(frozen=True)
 class ModelLimits:
     """What the loaded model allows: context, vocabulary, the names it answers to (None: unknown yet)."""
@@ -170,6 +184,7 @@ def state_model_limits(app: FastAPI, limits: ModelLimits) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = generate()
+            _exact_integer_bounds(schema)
             _cap_tokens(schema, limits.context_length)
             if limits.vocab_size is not None:
                 _exact_token_ids(schema, limits.vocab_size)
