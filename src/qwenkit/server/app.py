@@ -186,8 +186,8 @@ class DrainingServer(uvicorn.Server):
 # asyncio's own event loop and h11, named rather than left to uvicorn's "auto", which takes uvloop and
 # httptools wherever they happen to be installed (vLLM installs both). They were measured here: a
 # quarter less event-loop CPU per streamed token (0.15 against 0.2 ms), no difference in tok/s; and
-# under them a client that hangs up mid-stream saw the vLLM request end early in 1 to 3 of 10 tries,
-# against none of 8 on asyncio (benchmarks/README.md, "The event loop's share").
+# under them a client that hangs up mid-stream found the vLLM request already ended in 1 of 10 and 3
+# of 8 tries, against 0 of 8 on asyncio (benchmarks/README.md, "The event loop's share").
 EVENT_LOOP = "asyncio"
 HTTP_PROTOCOL = "h11"
 
