@@ -164,13 +164,14 @@ def test_same_seed_same_output(backend: LlamaCppBackend) -> None:
 
 
 def test_each_sequence_draws_from_its_own_generator(real_model_path: Path) -> None:
-    """Same seed, same draws, however other sequences' samplers are interleaved: no shared RNG.
+    """Same seed, same draws, however other sequences' samplers are interleaved: no shared RNG; and
+    the same draws from a copy of the row (a prompt's kept logits, ``SequenceSampler.sample_row``).
 
     Checked on one fixed logits row (a bare context, so nothing else can change the numbers); a
     comparison across batch shapes could only show this up to near-ties (tests/_greedy.py).
     """
     from qwenkit.engine.llama_lib import llama_lib
-    from qwenkit.engine.llama_sampling import SequenceSampler
+    from qwenkit.engine.llama_sampling import SequenceSampler, logits_row
 
     lib = llama_lib()
     mparams = lib.llama_model_default_params()
@@ -197,7 +198,10 @@ def test_each_sequence_draws_from_its_own_generator(real_model_path: Path) -> No
         assert draws_a == draws_b
         assert len(set(draws_a)) > 3  # really sampled, not one forced token
         assert draws_other[::2] != draws_a
-        for sampler in (a, b, other):
+        kept = logits_row(ctx, -1, n_vocab).copy()
+        c = SequenceSampler(params, vocab, n_vocab, prompt)
+        assert [c.sample_row(kept) for _ in range(30)] == draws_a
+        for sampler in (a, b, other, c):
             sampler.free()
     finally:
         lib.llama_free(ctx)
@@ -229,7 +233,7 @@ def test_prefix_reuse_keeps_output_identical(backend: LlamaCppBackend) -> None:
     cold_ids = [ev.token_id for ev in cold]
     warm = backend.submit(prompt, GREEDY)
     assert [ev.token_id for ev in warm] == cold_ids
-    assert warm.timings.cached_prompt_tokens == len(prompt) - 1
+    assert warm.timings.cached_prompt_tokens == len(prompt)  # its first token from the kept logits
     sibling = chat(backend, "What is the capital of Portugal?", system=SYSTEM)
     shared = next(i for i, (a, b) in enumerate(zip(prompt, sibling, strict=False)) if a != b)
     h = backend.submit(sibling, GREEDY)
@@ -257,7 +261,7 @@ def test_a_cancelled_answer_keeps_its_tokens_for_the_next_turn(backend: LlamaCpp
     assert warm.timings.cached_prompt_tokens >= len(prompt) + 5
     again = backend.submit(prompt, GREEDY)
     assert [ev.token_id for ev in again] == cold  # a reused cancelled prefix decodes the same
-    assert again.timings.cached_prompt_tokens == len(prompt) - 1
+    assert again.timings.cached_prompt_tokens == len(prompt)  # the row kept through both turns
 
 
 def test_another_conversation_in_between_leaves_the_first_one_cached(backend: LlamaCppBackend) -> None:

@@ -61,7 +61,7 @@ def test_a_step_lists_its_sequences_in_slot_order(
         handles = [b.submit(prompt, params) for prompt in reversed(prompts)]  # admitted 3, 2, 1, 0
         assert [len([ev for ev in h]) for h in handles] == [16] * 4
         monkeypatch.undo()
-        assert [h.timings.cached_prompt_tokens for h in handles] == [len(p) - 1 for p in reversed(prompts)]
+        assert [h.timings.cached_prompt_tokens for h in handles] == [len(p) for p in reversed(prompts)]
         shared = [ids for ids in steps if len(set(ids)) == 4]
         assert shared, "the four conversations never decoded in one step"
         assert all(ids == sorted(ids) for ids in steps)
@@ -95,4 +95,29 @@ def test_a_new_request_runs_beside_the_busy_slot_and_the_cache_it_displaces_is_k
         assert any(set(ids) == {0, 1} for ids in steps)
         again = b.submit(second, short)
         assert [ev.token_id for ev in again] == answer
-        assert again.timings.cached_prompt_tokens == len(second) - 1
+        assert again.timings.cached_prompt_tokens == len(second)  # moved whole, its kept logits too
+
+
+def test_the_first_token_comes_from_the_prompts_own_prefill_and_a_repeat_needs_no_step(
+    real_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole prompt goes into one batch whose last row chooses the first token (no step of its own
+    for the last prompt token, as in llama-server). The same prompt again is cached whole: its first
+    token comes from the logits the slot kept, with no decode, and the answer is the same."""
+    with LlamaCppBackend.load(real_model_path, FOUR_SLOTS) as b:
+        runner = stream_runner(b)
+        prompt = chat(b, "Which planet is the largest? One sentence.")
+        one = dataclasses.replace(GREEDY, max_tokens=1)
+        steps = record_steps(runner, monkeypatch)
+        cold = run(b, prompt, one)
+        assert [len(ids) for ids in steps] == [len(prompt)]
+        steps.clear()
+        handle = b.submit(prompt, one)
+        assert [ev.token_id for ev in handle] == cold
+        assert steps == []
+        assert handle.timings.cached_prompt_tokens == len(prompt)
+        monkeypatch.undo()
+        longer = dataclasses.replace(GREEDY, max_tokens=12, ignore_eos=True)
+        answer = run(b, prompt, longer)
+        assert answer[:1] == cold
+        assert run(b, prompt, longer) == answer  # the answer's own KV does not hide the kept row

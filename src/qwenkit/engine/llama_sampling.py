@@ -21,6 +21,8 @@ from qwenkit.engine.types import SamplingParams
 from qwenkit.errors import UsageError
 
 _U32 = 2**32
+# llama_token_data as numpy lays it out: fills the whole vocabulary's candidates in a few vector writes.
+_TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
 
 
 def logits_row(ctx: Any, index: int, n_vocab: int) -> np.ndarray:
@@ -168,13 +170,33 @@ class SequenceSampler:
     def sample(self, ctx: Any, index: int) -> int:
         """Pick (and record) the next token from the logits at batch position ``index``."""
         if self.fast_greedy:
-            row = logits_row(ctx, index, self._n_vocab)
-            if self._penalties is None:
-                return int(np.argmax(row))
-            token = self._penalties.choose(row)
-            self._penalties.accept(token)
-            return token
+            return self._greedy(logits_row(ctx, index, self._n_vocab))
         return int(self._lib.llama_sampler_sample(self._chain, ctx, index))
+
+    def sample_row(self, row: np.ndarray) -> int:
+        """``sample`` from a logits row kept from an earlier step: the same chain, the same draw."""
+        if self.fast_greedy:
+            return self._greedy(row)
+        lib = self._lib
+        data = np.empty(self._n_vocab, dtype=_TOKEN_DATA)
+        data["id"] = np.arange(self._n_vocab, dtype=np.int32)
+        data["logit"] = row
+        data["p"] = 0.0
+        candidates = ctypes.cast(data.ctypes.data, ctypes.POINTER(lib.llama_token_data))
+        arr = lib.llama_token_data_array(candidates, self._n_vocab, -1, False)
+        lib.llama_sampler_apply(self._chain, ctypes.byref(arr))  # as llama_sampler_sample does
+        if not 0 <= arr.selected < arr.size:
+            raise RuntimeError("llama.cpp's sampler chain selected no token")
+        token = int(arr.data[arr.selected].id)
+        lib.llama_sampler_accept(self._chain, token)
+        return token
+
+    def _greedy(self, row: np.ndarray) -> int:
+        if self._penalties is None:
+            return int(np.argmax(row))
+        token = self._penalties.choose(row)
+        self._penalties.accept(token)
+        return token
 
     def accept_forced(self, token: int) -> bool:
         """Record an injected token as if sampled; False if the grammar forbids it (nothing recorded)."""

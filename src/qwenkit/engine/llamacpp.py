@@ -1,7 +1,8 @@
 """The llama.cpp backend: a ``ModelRunner`` over one llama.cpp context (llama-cpp-python's low-level API).
 
 Each step decodes, in a single ``llama_decode``, the pending token(s) of every decoding sequence plus a
-bounded prefill chunk for new ones; each sequence then samples with its own native sampler chain.
+bounded prefill chunk for new ones; each sequence then samples with its own native sampler chain, a new
+one from its prompt's last row in the step that prefills it (kept for the same prompt's next request).
 A new sequence continues in the slot that caches the longest prefix of its prompt when that slot's cache
 is mostly its own past (a conversation's next turn), else takes an empty or the least recently used
 slot and copies the longest cached prefix there, kept beside the busy slots (``prefix.py``); a finished
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 
 from qwenkit.engine.core import EngineCore
@@ -70,8 +72,9 @@ class _State:
     keys: list[int]  # the prompt as the prefix cache compares it
     runs: list[ImageRun] = field(default_factory=list)
     sampler: SequenceSampler | None = None
-    prefilled: int = 0  # prompt tokens in the KV (the last one is fed as pending, like a sampled one)
+    prefilled: int = 0  # prompt tokens in the KV
     logits_index: int = -1  # batch position whose logits choose the next token
+    kept_row: np.ndarray | None = None  # the first token's logits, when the prompt was cached whole
 
 
 @dataclass
@@ -242,23 +245,27 @@ class LlamaCppRunner:
             self._copy_slot(slot, state.placement.park)
         cache = self._slots[slot]
         source = self._slots[donor] if donor is not None else cache
-        after = source.after[:reuse]
+        # Placement reuses at most all but the last prompt token; a slot that kept the logits after
+        # the whole prompt serves all of it (SlotCache.rows): the same first token, no step.
+        if reuse == len(state.keys) - 1 and source.adapter == seq.params.adapter:
+            state.kept_row = source.row_for(state.keys)
+            reuse += state.kept_row is not None
+        after, rows = source.after[:reuse], source.rows
         cut = source.position_at(reuse)  # llama.cpp's ranges are positions, not cells
         if donor is not None:
             self._copy_slot(donor, slot, cut)
         elif not lib.llama_memory_seq_rm(self._mem, slot, cut, -1):
             lib.llama_memory_seq_rm(self._mem, slot, -1, -1)
-            reuse, after = 0, []
+            reuse, after, rows, state.kept_row = 0, [], {}, None
         cache.adapter = seq.params.adapter
-        cache.keep(state.keys[:reuse], after)
+        cache.keep(state.keys[:reuse], after, rows)
         cache.last_used = time.perf_counter()
         if seq.images:
             check_runs(seq.prompt, self._image_pad, state.runs, seq.images)
             self._encode_images(state, reuse)
-        # The last prompt token is decoded on its own, like a sampled token, never inside a long
-        # prefill batch: llama.cpp's kernels round differently for large batches, and this keeps the
-        # first token's logits the same whether the rest of the prompt came from cache or not.
-        seq.cached, state.prefilled, seq.pending = reuse, reuse, seq.prompt[-1:]
+        # The whole prompt is prefilled and the last chunk's last row chooses the first token, as
+        # llama-server does: no step of its own for the last prompt token.
+        seq.cached, state.prefilled, seq.pending = reuse, reuse, []
         state.sampler = SequenceSampler(seq.params, self._vocab, self.vocab_size, seq.prompt)
 
     def _copy_slot(self, source: int, target: int, cut: int = -1) -> None:
@@ -275,7 +282,7 @@ class LlamaCppRunner:
         if cut < 0:
             self._slots[target] = dataclasses.replace(
                 self._slots[source], kv_tokens=list(self._slots[source].kv_tokens),
-                after=list(self._slots[source].after),
+                after=list(self._slots[source].after), rows=dict(self._slots[source].rows),
             )
 
     def _encode_images(self, state: _State, reuse: int) -> None:
@@ -292,10 +299,11 @@ class LlamaCppRunner:
     def run(self, seqs: list[Sequence]) -> list[Sequence]:
         seqs = self.adapters.group(seqs)
         plan, piece, failed = self._plan(seqs)
+        kept = [seq for seq in seqs if _state(seq).kept_row is not None]  # due without a step
         if not plan and piece is None:
-            if not failed:
+            if not failed and not kept:
                 wait_for_images(run for seq in seqs for run in _state(seq).runs)
-            return failed
+            return failed + kept
         if self.adapters:
             self.adapters.apply(self._ctx, seqs[0].params.adapter)
         if piece is not None:  # first: a decode's logits last only until the next decode
@@ -309,12 +317,15 @@ class LlamaCppRunner:
                 raise QwenkitError(f"llama_decode failed with status {status}")
             if self.threads is not None and piece is None and not any(item.prefill for item in plan):
                 self.threads.observe(self._batch.n_tokens, time.perf_counter() - began)
-        due = failed
+        due = failed + kept
         for item in plan:
-            self._slots[item.seq.slot].add_text(item.tokens, item.position)
+            state, cache = _state(item.seq), self._slots[item.seq.slot]
+            cache.add_text(item.tokens, item.position)
             if item.prefill:
-                _state(item.seq).prefilled += len(item.tokens)
-            elif _state(item.seq).logits_index >= 0:
+                state.prefilled += len(item.tokens)
+            if state.logits_index >= 0:
+                if item.prefill:  # the prompt's end: kept for a later request of the same prompt
+                    cache.remember(logits_row(self._ctx, state.logits_index, self.vocab_size).copy())
                 due.append(item.seq)
         return due
 
@@ -327,7 +338,7 @@ class LlamaCppRunner:
         for seq in seqs:
             state = _state(seq)
             state.logits_index = -1
-            if state.prefilled < len(seq.prompt) - 1:
+            if state.prefilled < len(seq.prompt):
                 prefilling.append(seq)
                 continue
             tokens = seq.pending[: N_BATCH - n]
@@ -358,7 +369,7 @@ class LlamaCppRunner:
                 piece = _ImagePiece(seq, run, min(run.length - run.fed, budget))
                 budget -= piece.count
                 continue
-            stop = run.begin if run is not None else len(seq.prompt) - 1
+            stop = run.begin if run is not None else len(seq.prompt)
             tokens = seq.prompt[state.prefilled : min(stop, state.prefilled + budget)]
             chosen.append((seq, tokens, True))
             budget -= len(tokens)
@@ -372,7 +383,8 @@ class LlamaCppRunner:
         plan: list[_Planned] = []
         n = 0
         for seq, tokens, prefill in sorted(chosen, key=lambda item: item[0].slot):
-            last = not prefill and not seq.pending
+            ends_prompt = _state(seq).prefilled + len(tokens) == len(seq.prompt)
+            last = ends_prompt if prefill else not seq.pending
             n = self._fill(n, seq, tokens, logits_last=last, prefill=prefill, plan=plan)
         self._batch.n_tokens = n
         return plan
@@ -398,17 +410,23 @@ class LlamaCppRunner:
     def sample(self, seq: Sequence) -> TokenEvent:
         state = _state(seq)
         assert state.sampler is not None
-        token = state.sampler.sample(self._ctx, state.logits_index)
+        row, state.kept_row = state.kept_row, None
+        if row is None:
+            token = state.sampler.sample(self._ctx, state.logits_index)
+        else:
+            token = state.sampler.sample_row(row)
         params = seq.params
         if not (params.logprobs or params.top_logprobs):
             return TokenEvent(token)
-        row = logits_row(self._ctx, state.logits_index, self.vocab_size)
+        if row is None:
+            row = logits_row(self._ctx, state.logits_index, self.vocab_size)
         logprob, top = token_logprobs(row, token, params.top_logprobs)
         return TokenEvent(token, logprob, top)
 
     def accept_forced(self, seq: Sequence, token: int) -> bool:
-        sampler = _state(seq).sampler
-        return sampler is None or sampler.accept_forced(token)
+        state = _state(seq)
+        state.kept_row = None  # forced tokens replace the choice it was kept for
+        return state.sampler is None or state.sampler.accept_forced(token)
 
     # ----- after a sequence ----------------------------------------------------------------------
 
@@ -416,7 +434,7 @@ class LlamaCppRunner:
         cache = self._slots[seq.slot]
         if not keep_cache:
             self._lib.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
-            cache.kv_tokens = []
+            cache.keep([], [])
         state = seq.state
         if isinstance(state, _State):
             for run in state.runs:

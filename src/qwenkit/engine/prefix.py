@@ -7,8 +7,9 @@ turn). Otherwise it takes the free slot that is cheapest to evict, an empty one 
 recently used, and the longest cached prefix found in any slot, free or busy, is copied there: a new
 conversation that shares only the chat template's system prompt with a cached one no longer overwrites
 that conversation while other slots stand empty (vLLM's block cache, likewise, evicts nothing while
-free blocks remain). At least the last prompt token is always recomputed: its logits choose the first
-output token.
+free blocks remain). Placement reuses at most all but the last prompt token, whose logits choose the
+first output token; the runner serves that one from cache too when the slot kept those logits
+(``llama_slots.SlotCache.rows``).
 
 With a KV stream per sequence, llama.cpp runs a step's sequences in one pass over the weights only
 while their ids follow each other (``split_equal`` with ``sequential``); busy slots 0, 1, 6 and 7 take

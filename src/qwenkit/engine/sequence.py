@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 class Sequence:
     """Created by ``EngineCore.submit``; the core decides its life, a ``ModelRunner`` computes it.
 
-    ``pending`` holds the tokens the runner feeds next: after ``start`` the last prompt token (whose
-    logits choose the first output token), then every emitted token, sampled or forced.
+    ``pending`` holds the tokens the runner feeds next: every emitted token, sampled or forced, and,
+    for a runner that prefills all but the last prompt token, that token after ``start``.
     """
 
     prompt: list[int]
