@@ -18,7 +18,7 @@ import numpy as np
 
 from qwenkit.engine.llama_lib import llama_lib
 from qwenkit.engine.types import SamplingParams
-from qwenkit.errors import UsageError
+from qwenkit.errors import QwenkitError, UsageError
 
 _U32 = 2**32
 # llama_token_data as numpy lays it out: fills the whole vocabulary's candidates in a few vector writes.
@@ -186,7 +186,7 @@ class SequenceSampler:
         arr = lib.llama_token_data_array(candidates, self._n_vocab, -1, False)
         lib.llama_sampler_apply(self._chain, ctypes.byref(arr))  # as llama_sampler_sample does
         if not 0 <= arr.selected < arr.size:
-            raise RuntimeError("llama.cpp's sampler chain selected no token")
+            raise QwenkitError("llama.cpp's sampler chain selected no token")
         token = int(arr.data[arr.selected].id)
         lib.llama_sampler_accept(self._chain, token)
         return token

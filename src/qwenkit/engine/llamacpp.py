@@ -246,7 +246,8 @@ class LlamaCppRunner:
         cache = self._slots[slot]
         source = self._slots[donor] if donor is not None else cache
         # Placement reuses at most all but the last prompt token; a slot that kept the logits after
-        # the whole prompt serves all of it (SlotCache.rows): the same first token, no step.
+        # the whole prompt serves all of it (SlotCache.rows): the same first token, no step. (The
+        # adapter check matters for a one-token prompt, whose reuse of 0 compared nothing.)
         if reuse == len(state.keys) - 1 and source.adapter == seq.params.adapter:
             state.kept_row = source.row_for(state.keys)
             reuse += state.kept_row is not None
