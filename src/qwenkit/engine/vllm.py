@@ -119,9 +119,10 @@ class VllmBackend:
             )
         shape = CheckpointShape.read(model_dir)
         settings = options.vllm or VllmSettings()
+        tokenizer = HFTokenizer.from_dir(model_dir)
         return cls(
-            engine_args(model_dir, options, settings, shape),
-            HFTokenizer.from_dir(model_dir),
+            engine_args(model_dir, options, settings, shape, tokenizer.vocab_size),
+            tokenizer,
             options,
             lora_requests(options.lora),
             worker_environment(settings),

@@ -27,10 +27,17 @@ CPU_BIND_VAR = "VLLM_CPU_OMP_THREADS_BIND"
 
 
 def engine_args(
-    model_dir: Path, options: BackendOptions, settings: VllmSettings, shape: CheckpointShape
+    model_dir: Path,
+    options: BackendOptions,
+    settings: VllmSettings,
+    shape: CheckpointShape,
+    tokenizer_vocab_size: int,
 ) -> Any:
-    """vLLM's ``AsyncEngineArgs`` for this model: ours are checked here first, vLLM's own checks follow."""
+    """vLLM's ``AsyncEngineArgs`` for this model: ours are checked here first, vLLM's own checks follow.
+    The output layer's rows past ``tokenizer_vocab_size`` are never sampled (``vllm_vocab.py``)."""
     from vllm.engine.arg_utils import AsyncEngineArgs
+
+    from qwenkit.engine.vllm_vocab import VOCAB_SIZE_KEY, PaddedVocabMask
 
     check_parallelism(settings, shape)
     check_quantization(settings, shape)
@@ -58,6 +65,8 @@ def engine_args(
         max_loras=max(1, len(lora_ranks)),
         max_lora_rank=lora_rank_slot(max(lora_ranks, default=8)),
         disable_log_stats=True,
+        logits_processors=[PaddedVocabMask],
+        additional_config={VOCAB_SIZE_KEY: tokenizer_vocab_size},
     )
 
 
