@@ -6,6 +6,7 @@ inside a prompt stay text, so a completion request cannot forge chat or FIM mark
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -90,34 +91,42 @@ def completion_usage(results: list[ChatResult], n: int) -> UsageInfo:
     return usage
 
 
-def _chunk(cid: str, created: int, model: str, index: int, text: str, finish: str | None = None) -> str:
-    body = Completion(
-        id=cid,
-        created=created,
-        model=model,
-        choices=[CompletionChoice(index=index, text=text, finish_reason=finish)],
-    )
-    return sse_data(body.model_dump_json(exclude_none=True))
+class CompletionChunkWriter:
+    """Serialises one streamed completion's chunks; every chunk shares the id, creation time and model."""
+
+    def __init__(self, cid: str, model: str) -> None:
+        self.cid, self.model, self.created = cid, model, now()
+        empty = self.completion([])  # 'data: {..."choices":[]}\n\n': the part every chunk starts with
+        self._head = empty[: empty.rindex("[]}")] + "["
+
+    def text(self, index: int, text: str) -> str:
+        """A text chunk, nearly every streamed token's, written directly: the same bytes as ``chunk``
+        gives (tested), without building and serialising two pydantic models per token."""
+        value = json.dumps(text, ensure_ascii=False)
+        return f'{self._head}{{"index":{index},"text":{value}}}]}}\n\n'
+
+    def chunk(self, index: int, text: str, finish: str | None = None) -> str:
+        return self.completion([CompletionChoice(index=index, text=text, finish_reason=finish)])
+
+    def completion(self, choices: list[CompletionChoice], usage: UsageInfo | None = None) -> str:
+        body = Completion(id=self.cid, created=self.created, model=self.model, choices=choices, usage=usage)
+        return sse_data(body.model_dump_json(exclude_none=True))
 
 
 async def _stream_body(
-    run: RequestRun, cid: str, model: str, req: CompletionRequest, prompts: list[str]
+    run: RequestRun, writer: CompletionChunkWriter, req: CompletionRequest, prompts: list[str]
 ) -> AsyncIterator[str]:
-    created = now()
     if req.echo:
         for i in range(len(run.streams)):
-            yield _chunk(cid, created, model, i, prompts[i // req.n])
+            yield writer.chunk(i, prompts[i // req.n])
     async for index, event in run.events(watch_client=False):
         if isinstance(event, (ContentDelta, ReasoningDelta)) and event.text:
-            yield _chunk(cid, created, model, index, event.text)
+            yield writer.text(index, event.text)
         elif isinstance(event, Done):
-            yield _chunk(cid, created, model, index, "", event.finish_reason)
+            yield writer.chunk(index, "", event.finish_reason)
     results = await run.finish_results()
     if req.stream_options is not None and req.stream_options.include_usage:
-        usage = Completion(
-            id=cid, created=created, model=model, choices=[], usage=completion_usage(results, req.n)
-        )
-        yield sse_data(usage.model_dump_json(exclude_none=True))
+        yield writer.completion([], completion_usage(results, req.n))
     yield DONE
 
 
@@ -157,6 +166,6 @@ async def create_completion(body: CompletionRequest, request: Request) -> Any:
     run.start(make, len(prompts) * body.n)
     cid = completion_id("cmpl")
     if body.stream:
-        events = _stream_body(run, cid, model, body, prompts)
+        events = _stream_body(run, CompletionChunkWriter(cid, model), body, prompts)
         return GuardedStream(errors_as_events(run, events), run.close)
     return _completion(cid, model, await run.collect(), prompts, body)
