@@ -357,6 +357,37 @@ def test_async_consumers_run_side_by_side(backend: LlamaCppBackend) -> None:
         assert QUESTIONS[question] in backend.tokenizer.decode(got)
 
 
+def test_a_step_wakes_its_async_consumers_once(backend: LlamaCppBackend) -> None:
+    """Four streams decoding together: the engine wakes their event loop once per step, not once per
+    token (see engine/handle.py), and every consumer still gets all of its tokens."""
+    import asyncio
+
+    prompts = [chat(backend, q) for q in list(QUESTIONS)[:4]]
+    params = SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
+
+    async def consume(handle: QueuedHandle) -> int:
+        return len([ev async for ev in handle])
+
+    async def main() -> tuple[list[int], int, int]:
+        loop = asyncio.get_running_loop()
+        calls = 0
+        original = loop.call_soon_threadsafe
+
+        def counting(*args: object, **kwargs: object) -> object:
+            nonlocal calls
+            calls += getattr(args[0], "__module__", None) == "qwenkit.engine.handle"  # not asyncio's own
+            return original(*args, **kwargs)  # type: ignore[arg-type]
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        steps = backend.stats().steps
+        counts = await asyncio.gather(*(consume(backend.submit(p, params)) for p in prompts))
+        return list(counts), calls, backend.stats().steps - steps
+
+    counts, calls, steps = asyncio.run(main())
+    assert counts == [16] * 4
+    assert calls <= steps + len(prompts)  # at most one per step, and one per stream's end
+
+
 def test_closed_backend_rejects_work(real_model_path: Path) -> None:
     b = LlamaCppBackend.load(real_model_path, BackendOptions(context=256, parallel=1, threads=2))
     pending = b.submit(b.tokenizer.encode_text("Hello"), SamplingParams(max_tokens=200, ignore_eos=True))

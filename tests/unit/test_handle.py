@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from qwenkit.engine.handle import QueuedHandle
+from qwenkit.engine.handle import QueuedHandle, Wakeups
 from qwenkit.engine.types import FinishReason, GenerationHandle, TokenEvent
 from qwenkit.errors import UsageError
 
@@ -151,3 +151,64 @@ def test_inject_after_finish_is_ignored() -> None:
     handle.finish(FinishReason.STOP)
     handle.inject([1])
     assert handle.take_injected() == []
+
+
+async def _first(handle: QueuedHandle) -> int:
+    async for event in handle:
+        return event.token_id
+    raise AssertionError("the stream ended without a token")
+
+
+def test_a_steps_pushes_wake_each_event_loop_once_when_flushed() -> None:
+    """An engine step pushes to many handles, then wakes their consumers: one callback per event loop,
+    and none before the step's flush (a consumer woken mid-step takes the GIL from the engine)."""
+    handles = [QueuedHandle() for _ in range(4)]
+
+    async def main() -> tuple[list[int], int]:
+        loop = asyncio.get_running_loop()
+        calls = 0
+        original = loop.call_soon_threadsafe
+
+        def counting(*args: object, **kwargs: object) -> object:
+            nonlocal calls
+            calls += getattr(args[0], "__module__", None) == "qwenkit.engine.handle"  # not asyncio's own
+            return original(*args, **kwargs)  # type: ignore[arg-type]
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        firsts = [asyncio.ensure_future(_first(h)) for h in handles]
+        await asyncio.sleep(0.05)  # every consumer parked on its future
+        wakeups = Wakeups()
+
+        def step() -> None:
+            for i, h in enumerate(handles):
+                h.push(TokenEvent(i), wakeups)
+
+        engine = threading.Thread(target=step)
+        engine.start()
+        engine.join()
+        await asyncio.sleep(0.05)
+        assert not any(f.done() for f in firsts) and calls == 0  # pushed, not yet woken
+        flusher = threading.Thread(target=wakeups.flush)
+        flusher.start()
+        flusher.join()
+        return list(await asyncio.wait_for(asyncio.gather(*firsts), 2.0)), calls
+
+    got, calls = asyncio.run(main())
+    assert got == [0, 1, 2, 3] and calls == 1
+
+
+def test_a_sync_consumer_sees_a_deferred_push_once_flushed() -> None:
+    handle, wakeups = QueuedHandle(), Wakeups()
+    seen: list[int] = []
+    consumer = threading.Thread(target=lambda: seen.extend(ev.token_id for ev in handle))
+    consumer.start()
+    time.sleep(0.05)
+    handle.push(TokenEvent(9), wakeups)
+    time.sleep(0.05)
+    assert seen == []  # blocked until the flush
+    wakeups.flush()
+    time.sleep(0.05)
+    assert seen == [9]
+    handle.finish(FinishReason.STOP)
+    consumer.join(2.0)
+    assert seen == [9] and not consumer.is_alive()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from qwenkit.engine.handle import QueuedHandle
+from qwenkit.engine.handle import QueuedHandle, Wakeups
 from qwenkit.engine.runner import LoadableRunner, ModelRunner
 from qwenkit.engine.scheduler import Scheduler
 from qwenkit.engine.sequence import Sequence
@@ -81,6 +81,7 @@ class EngineCore:
         self._stopping = False
         self._closed = False
         self._steps = 0
+        self._wakeups = Wakeups()  # the step's consumers, woken once its tokens are all pushed
         self._warmed = threading.Event()
         self._warm_up_error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name=f"qwenkit-{self.kind.value}", daemon=True)
@@ -193,11 +194,14 @@ class EngineCore:
         running = self._schedule()
         if not running:
             return False
-        for seq in self.runner.run(running):
-            try:
-                self._postprocess(seq)
-            except Exception as exc:  # only this sequence fails
-                self._end(seq, error=engine_error(exc))
+        try:
+            for seq in self.runner.run(running):
+                try:
+                    self._postprocess(seq)
+                except Exception as exc:  # only this sequence fails
+                    self._end(seq, error=engine_error(exc))
+        finally:
+            self._wakeups.flush()
         return True
 
     # ----- schedule ------------------------------------------------------------------------------
@@ -251,7 +255,7 @@ class EngineCore:
 
     def _emit(self, seq: Sequence, event: TokenEvent) -> bool:
         """Push one output token; True if that ended the sequence (max_tokens, or the context is full)."""
-        seq.handle.push(event)
+        seq.handle.push(event, self._wakeups)
         seq.generated += 1
         seq.pending.append(event.token_id)
         if seq.generated >= seq.params.max_tokens or seq.total >= self.context_length:

@@ -3,6 +3,12 @@
 An engine thread produces (``push``, ``finish``, ``fail``); any number of threads or event loops
 consume. Sync consumers block on a ``threading.Condition``; async consumers park a future that the
 engine resolves with ``loop.call_soon_threadsafe``: no polling, no thread per consumer.
+
+An engine that pushes many tokens in one step passes ``Wakeups`` to ``push`` and wakes the consumers
+once the step's tokens are all pushed: one wake per event loop per step instead of one per token.
+Woken mid-step, a consumer takes the GIL from the engine thread while it still samples the other
+sequences (Python threads share one interpreter lock), which lengthened every step by the consumers'
+work: measured with 4 streams in a server, see ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,33 @@ from qwenkit.errors import UsageError
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
+    for fut in futures:
+        _resolve(fut)
+
+
+class Wakeups:
+    """The handles an engine step pushed to, woken together by ``flush`` at the end of the step."""
+
+    def __init__(self) -> None:
+        self._handles: dict[int, QueuedHandle] = {}
+
+    def add(self, handle: QueuedHandle) -> None:
+        self._handles[id(handle)] = handle
+
+    def flush(self) -> None:
+        """Wake every consumer of the step's handles: sync ones now, async ones with one callback per
+        event loop."""
+        handles, self._handles = self._handles, {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for handle in handles.values():
+            for loop, fut in handle.take_waiters():
+                by_loop.setdefault(loop, []).append(fut)
+        for loop, futures in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: its consumers are gone
+                loop.call_soon_threadsafe(_resolve_all, futures)
 
 
 class QueuedHandle:
@@ -153,8 +186,9 @@ class QueuedHandle:
     def has_injected(self) -> bool:
         return bool(self._injected)
 
-    def push(self, event: TokenEvent) -> None:
-        """Engine: one more output token. Dropped silently once the stream is over (e.g. cancelled)."""
+    def push(self, event: TokenEvent, wakeups: Wakeups | None = None) -> None:
+        """Engine: one more output token. Dropped silently once the stream is over (e.g. cancelled).
+        With ``wakeups`` the consumer is woken by ``wakeups.flush()``, else now."""
         with self._cond:
             if self._done:
                 return
@@ -162,9 +196,19 @@ class QueuedHandle:
                 self.timings.first_token = time.perf_counter()
             self.timings.completion_tokens += 1
             self._events.append(event)
+            if wakeups is not None:
+                wakeups.add(self)
+                return
             self._cond.notify_all()
             waiters, self._waiters = self._waiters, []
         self._wake(waiters)
+
+    def take_waiters(self) -> list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]:
+        """Engine (``Wakeups.flush``): notify sync consumers; the async ones, for the caller to wake."""
+        with self._cond:
+            self._cond.notify_all()
+            waiters, self._waiters = self._waiters, []
+        return waiters
 
     def finish(self, reason: FinishReason) -> None:
         """Engine: the generation ended normally. A no-op if it already ended."""
