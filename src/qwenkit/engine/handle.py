@@ -35,6 +35,20 @@ def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
         _resolve(fut)
 
 
+Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]
+
+
+def wake(waiters: list[Waiter]) -> None:
+    """Resolve parked consumers' futures: one thread-safe callback per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for loop, fut in waiters:
+        by_loop.setdefault(loop, []).append(fut)
+    for loop, futures in by_loop.items():
+        # A closed loop raises RuntimeError: its consumers are gone, so nobody needs waking.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve_all, futures)
+
+
 class Wakeups:
     """The handles an engine step pushed to, woken together by ``flush`` at the end of the step."""
 
@@ -48,13 +62,7 @@ class Wakeups:
         """Wake every consumer of the step's handles: sync ones now, async ones with one callback per
         event loop."""
         handles, self._handles = self._handles, {}
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for handle in handles.values():
-            for loop, fut in handle.take_waiters():
-                by_loop.setdefault(loop, []).append(fut)
-        for loop, futures in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: its consumers are gone
-                loop.call_soon_threadsafe(_resolve_all, futures)
+        wake([waiter for handle in handles.values() for waiter in handle.take_waiters()])
 
 
 class QueuedHandle:
@@ -78,7 +86,7 @@ class QueuedHandle:
         self._cond = threading.Condition(threading.Lock())
         self._events: deque[TokenEvent] = deque()
         self._injected: deque[int] = deque()
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._waiters: list[Waiter] = []
         self._finish_reason: FinishReason | None = None
         self._error: BaseException | None = None
         self._done = False
@@ -201,9 +209,9 @@ class QueuedHandle:
                 return
             self._cond.notify_all()
             waiters, self._waiters = self._waiters, []
-        self._wake(waiters)
+        wake(waiters)
 
-    def take_waiters(self) -> list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]:
+    def take_waiters(self) -> list[Waiter]:
         """Engine (``Wakeups.flush``): notify sync consumers; the async ones, for the caller to wake."""
         with self._cond:
             self._cond.notify_all()
@@ -229,11 +237,4 @@ class QueuedHandle:
             self.timings.finished = time.perf_counter()
             self._cond.notify_all()
             waiters, self._waiters = self._waiters, []
-        self._wake(waiters)
-
-    @staticmethod
-    def _wake(waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]) -> None:
-        for loop, fut in waiters:
-            # A closed loop raises RuntimeError: its consumer is gone, so nobody needs waking.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, fut)
+        wake(waiters)
