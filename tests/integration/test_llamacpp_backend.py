@@ -12,6 +12,7 @@ import pytest
 from _llama_chat import GREEDY, chat, run
 
 from _greedy import TOP_K, GreedyReference, divergence
+from _wake_counter import WakeCounter
 from qwenkit.chat import encode_chat
 from qwenkit.engine.handle import QueuedHandle
 from qwenkit.engine.llama_tokenizer import LlamaTokenizer
@@ -369,19 +370,10 @@ def test_a_step_wakes_its_async_consumers_once(backend: LlamaCppBackend) -> None
         return len([ev async for ev in handle])
 
     async def main() -> tuple[list[int], int, int]:
-        loop = asyncio.get_running_loop()
-        calls = 0
-        original = loop.call_soon_threadsafe
-
-        def counting(*args: object, **kwargs: object) -> object:
-            nonlocal calls
-            calls += getattr(args[0], "__module__", None) == "qwenkit.engine.handle"  # not asyncio's own
-            return original(*args, **kwargs)  # type: ignore[arg-type]
-
-        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        wakes = WakeCounter(asyncio.get_running_loop())
         steps = backend.stats().steps
         counts = await asyncio.gather(*(consume(backend.submit(p, params)) for p in prompts))
-        return list(counts), calls, backend.stats().steps - steps
+        return list(counts), wakes.calls, backend.stats().steps - steps
 
     counts, calls, steps = asyncio.run(main())
     assert counts == [16] * 4

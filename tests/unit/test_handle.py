@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from _wake_counter import WakeCounter
 from qwenkit.engine.handle import QueuedHandle, Wakeups
 from qwenkit.engine.types import FinishReason, GenerationHandle, TokenEvent
 from qwenkit.errors import UsageError
@@ -165,16 +166,7 @@ def test_a_steps_pushes_wake_each_event_loop_once_when_flushed() -> None:
     handles = [QueuedHandle() for _ in range(4)]
 
     async def main() -> tuple[list[int], int]:
-        loop = asyncio.get_running_loop()
-        calls = 0
-        original = loop.call_soon_threadsafe
-
-        def counting(*args: object, **kwargs: object) -> object:
-            nonlocal calls
-            calls += getattr(args[0], "__module__", None) == "qwenkit.engine.handle"  # not asyncio's own
-            return original(*args, **kwargs)  # type: ignore[arg-type]
-
-        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        wakes = WakeCounter(asyncio.get_running_loop())
         firsts = [asyncio.ensure_future(_first(h)) for h in handles]
         await asyncio.sleep(0.05)  # every consumer parked on its future
         wakeups = Wakeups()
@@ -187,11 +179,11 @@ def test_a_steps_pushes_wake_each_event_loop_once_when_flushed() -> None:
         engine.start()
         engine.join()
         await asyncio.sleep(0.05)
-        assert not any(f.done() for f in firsts) and calls == 0  # pushed, not yet woken
+        assert not any(f.done() for f in firsts) and wakes.calls == 0  # pushed, not yet woken
         flusher = threading.Thread(target=wakeups.flush)
         flusher.start()
         flusher.join()
-        return list(await asyncio.wait_for(asyncio.gather(*firsts), 2.0)), calls
+        return list(await asyncio.wait_for(asyncio.gather(*firsts), 2.0)), wakes.calls
 
     got, calls = asyncio.run(main())
     assert got == [0, 1, 2, 3] and calls == 1
