@@ -147,6 +147,37 @@ def test_completions_with_suffix_and_echo(client: openai.OpenAI) -> None:
     assert echoed.usage is not None and echoed.usage.completion_tokens <= 4
 
 
+def test_a_streamed_completion_carries_logprobs_on_its_finishing_chunk(
+    client: openai.OpenAI, tiny_llm: LLM
+) -> None:
+    forced = tiny_llm.tokenizer.encode_text(" banana")[0]
+    prompts = ["x = 1", "y ="]
+    stream = client.completions.create(
+        model=MODEL,
+        prompt=prompts,
+        echo=True,
+        max_tokens=3,
+        logprobs=2,
+        logit_bias={str(forced): 100},
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    texts, finishing = ["", ""], {}
+    for chunk in stream:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.text
+            if choice.finish_reason is not None:
+                finishing[choice.index] = choice.logprobs
+    piece = tiny_llm.tokenizer.decode([forced])
+    assert texts == [p + piece * 3 for p in prompts] and set(finishing) == {0, 1}
+    for prompt, logprobs in zip(prompts, (finishing[0], finishing[1]), strict=True):
+        assert logprobs is not None and logprobs.tokens == [piece] * 3
+        assert logprobs.text_offset == [len(prompt) + i * len(piece) for i in range(3)]
+        assert all(lp <= 0.0 for lp in logprobs.token_logprobs or [])
+        tops = logprobs.top_logprobs or []  # a dict by text: two ids may print the same
+        assert len(tops) == 3 and all(piece in top and 1 <= len(top) <= 2 for top in tops)
+
+
 def test_completions_default_to_sixteen_tokens(client: openai.OpenAI) -> None:
     """OpenAI's default for legacy completions: an empty prompt must not run to the end of the context."""
     for prompt in ("", "Once upon a time"):

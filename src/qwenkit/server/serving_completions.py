@@ -105,8 +105,11 @@ class CompletionChunkWriter:
         value = json.dumps(text, ensure_ascii=False)
         return f'{self._head}{{"index":{index},"text":{value}}}]}}\n\n'
 
-    def chunk(self, index: int, text: str, finish: str | None = None) -> str:
-        return self.completion([CompletionChoice(index=index, text=text, finish_reason=finish)])
+    def chunk(
+        self, index: int, text: str, finish: str | None = None, logprobs: CompletionLogprobs | None = None
+    ) -> str:
+        choice = CompletionChoice(index=index, text=text, finish_reason=finish, logprobs=logprobs)
+        return self.completion([choice])
 
     def completion(self, choices: list[CompletionChoice], usage: UsageInfo | None = None) -> str:
         body = Completion(id=self.cid, created=self.created, model=self.model, choices=choices, usage=usage)
@@ -116,6 +119,7 @@ class CompletionChunkWriter:
 async def _stream_body(
     run: RequestRun, writer: CompletionChunkWriter, req: CompletionRequest, prompts: list[str]
 ) -> AsyncIterator[str]:
+    echoed = [len(prompts[i // req.n]) if req.echo else 0 for i in range(len(run.streams))]
     if req.echo:
         for i in range(len(run.streams)):
             yield writer.chunk(i, prompts[i // req.n])
@@ -123,7 +127,11 @@ async def _stream_body(
         if isinstance(event, (ContentDelta, ReasoningDelta)) and event.text:
             yield writer.text(index, event.text)
         elif isinstance(event, Done):
-            yield writer.chunk(index, "", event.finish_reason)
+            # As in a streamed chat: a choice's logprobs ride on its finishing chunk, whole (streamed
+            # text pieces are not tokens: a stop string or a split character holds text back).
+            result = await run.streams[index].aresult()  # already finished: no waiting
+            logprobs = _logprobs(result.logprobs, echoed[index])
+            yield writer.chunk(index, "", event.finish_reason, logprobs)
     results = await run.finish_results()
     if req.stream_options is not None and req.stream_options.include_usage:
         yield writer.completion([], completion_usage(results, req.n))
