@@ -70,10 +70,13 @@ def test_eight_concurrent_streams_are_independent(llm: LLM) -> None:
     for answer, reference, (_, expected) in zip(answers, solo, QUESTIONS, strict=True):
         assert answer is not None
         text, tokens = answer
-        # Greedy: the solo tokens, up to a near-tie of the solo run (tests/_greedy.py) ...
-        divergence(tokens, reference, ended_with=end_texts)
-        # ... and each answer is its own question's: no cross-talk.
-        assert expected in text.lower().replace(" ", ""), text
+        # The solo answer is right ...
+        assert expected in "".join(map(str, reference.tokens)).lower().replace(" ", "")
+        # ... and the concurrent one is its tokens, up to a near-tie of the solo run (tests/_greedy.py),
+        # that is a runner-up of this very question at that point: another request's tokens are not.
+        if divergence(tokens, reference, ended_with=end_texts) is None:
+            # No near-tie taken: the solo answer itself (a spider's "8" and "10" were one, seen once).
+            assert expected in text.lower().replace(" ", ""), text
 
 
 def test_cancelling_one_stream_frees_its_slot_while_others_go_on(llm: LLM) -> None:
