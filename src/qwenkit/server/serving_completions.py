@@ -69,12 +69,17 @@ def _text(result: ChatResult) -> str:
     return result.reasoning + result.content  # raw completion: everything the model wrote
 
 
+def _echoed(prompts: list[str], req: CompletionRequest, choice: int) -> str:
+    """The prompt that choice ``choice`` starts with when ``echo`` is set ("" otherwise)."""
+    return prompts[choice // req.n] if req.echo else ""
+
+
 def _completion(
     cid: str, model: str, results: list[ChatResult], prompts: list[str], req: CompletionRequest
 ) -> Completion:
     choices = []
     for i, result in enumerate(results):
-        prefix = prompts[i // req.n] if req.echo else ""
+        prefix = _echoed(prompts, req, i)
         text = prefix + _text(result)
         lp = _logprobs(result.logprobs, len(prefix))
         choices.append(CompletionChoice(index=i, text=text, finish_reason=result.finish_reason, logprobs=lp))
@@ -119,10 +124,9 @@ class CompletionChunkWriter:
 async def _stream_body(
     run: RequestRun, writer: CompletionChunkWriter, req: CompletionRequest, prompts: list[str]
 ) -> AsyncIterator[str]:
-    echoed = [len(prompts[i // req.n]) if req.echo else 0 for i in range(len(run.streams))]
     if req.echo:
         for i in range(len(run.streams)):
-            yield writer.chunk(i, prompts[i // req.n])
+            yield writer.chunk(i, _echoed(prompts, req, i))
     async for index, event in run.events(watch_client=False):
         if isinstance(event, (ContentDelta, ReasoningDelta)) and event.text:
             yield writer.text(index, event.text)
@@ -130,7 +134,7 @@ async def _stream_body(
             # As in a streamed chat: a choice's logprobs ride on its finishing chunk, whole (streamed
             # text pieces are not tokens: a stop string or a split character holds text back).
             result = await run.streams[index].aresult()  # already finished: no waiting
-            logprobs = _logprobs(result.logprobs, echoed[index])
+            logprobs = _logprobs(result.logprobs, len(_echoed(prompts, req, index)))
             yield writer.chunk(index, "", event.finish_reason, logprobs)
     results = await run.finish_results()
     if req.stream_options is not None and req.stream_options.include_usage:
