@@ -18,8 +18,9 @@ from _serve_process import serve_process
 from qwenkit.finetune.config import TuneConfig
 from qwenkit.finetune.run import TuneResult, tune_config
 
-# Measured on 2 free cores: the module takes 6 min 18 s (training run 209 s as the first test's setup,
-# 39 steps; the tests 59 + 83 + 25 s); on a busy machine up to 4 times that, hence the timeout.
+# The training run (39 steps, the probe included) is the first test's setup: 660 s on a 2-core VM where
+# CI is slow (stop 38), 209 s on 2 faster cores; then 203 s (merge, convert, serve) and 55 s. Each load
+# of the GGUF base through transformers costs about 100 s there, so the tests load it no more than they must.
 pytestmark = [pytest.mark.slow, pytest.mark.realmodel, pytest.mark.timeout(2400)]
 
 PPL_BOUND = 1.20  # perplexity on unrelated text may rise by less than 20% (measured: x1.128)
@@ -42,27 +43,13 @@ def tuned(
     yield tune_config(config, say=print), root
 
 
-def _answers_base_and_tuned(base_path: Path, adapter: Path) -> tuple[list[str], list[str]]:
-    from peft import PeftModel
+def test_nothing_unrelated_is_forgotten(tuned: tuple[TuneResult, Path]) -> None:
+    """The probe ran in the same process as the training, on the same weights with the adapter off and on.
 
-    from qwenkit.finetune.base import generate, load_base, locate_base
-
-    ref = locate_base(str(base_path))
-    base = load_base(ref.path, ref.architecture, "cpu", qlora=False, threads=None)
-    model = PeftModel.from_pretrained(base.model, str(adapter))
-    with model.disable_adapter():
-        before = [text for text, _ in generate(model, base.tokenizer, QUESTIONS, 40)]
-    after = [text for text, _ in generate(model, base.tokenizer, QUESTIONS, 40)]
-    return before, after
-
-
-def test_the_fact_is_learned_without_forgetting(
-    tuned: tuple[TuneResult, Path], real_model_path: Path
-) -> None:
+    Whether the fact was learned is asked where the adapter is used: served as a GGUF adapter beside the
+    base (which must not know it), and merged into a Q8_0 file (the two tests below).
+    """
     result, _ = tuned
-    before, after = _answers_base_and_tuned(real_model_path, result.adapter)
-    assert correct(before) == 0, before
-    assert correct(after) >= 4, after
     probe = result.probe
     assert probe is not None
     assert probe.kept >= 9, probe.to_dict()["answers"]
