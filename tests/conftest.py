@@ -141,6 +141,14 @@ def tiny_qwen3_dir(tiny_models_root: Path, qwen3_tokenizer_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3_gguf(tiny_models_root: Path, tiny_qwen3_dir: Path) -> Path:
+    """The tiny Qwen3 converted to an f32 GGUF: llama.cpp's server path with no real model's compute."""
+    from qwenkit.convert import convert
+
+    return convert(tiny_qwen3_dir, tiny_models_root / "tiny-qwen3-F32.gguf", "f32").path
+
+
+@pytest.fixture(scope="session")
 def tiny_qwen2_dir(tiny_models_root: Path, qwen3_tokenizer_dir: Path) -> Path:
     """A 2-layer, hidden-64 random Qwen2 (from qwen2.5-0.5b-instruct) with the Qwen2.5 template."""
     from qwenkit.chat.template import builtin_template

@@ -1,7 +1,9 @@
 """The ``qwenkit`` command: thin commands over library functions.
 
 Each command group lives in its own module and registers itself on ``app``; ``main`` is the one
-place where errors turn into a clear line on stderr and an exit code.
+place where errors turn into a clear line on stderr and an exit code. Every run imports all of these
+modules (Typer builds every command, ``--help`` too), so they import the engine, the chat layer, the
+server and the model store inside the commands that use them (tests/unit/test_cli_import_cost.py).
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ the boundary finds the exception classes from Typer's public ``BadParameter`` in
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import sys
 from dataclasses import dataclass
@@ -38,6 +37,8 @@ err_console = Console(stderr=True)
 
 def package_version() -> str:
     """The installed distribution's version; the source tree's when it is not installed."""
+    import importlib.metadata  # ~40 ms, for --version only
+
     try:
         return importlib.metadata.version("qwenkit")
     except importlib.metadata.PackageNotFoundError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import sys
@@ -73,6 +72,8 @@ def bench(
     if compare is not None:
         _compare(compare)
         return
+    import asyncio
+
     from qwenkit.bench.progress import NullProgress, RichProgress
     from qwenkit.bench.report import print_report, write_json
     from qwenkit.bench.run import BenchConfig, run_bench

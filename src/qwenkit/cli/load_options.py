@@ -1,7 +1,7 @@
 """Options shared by every command that loads a model (run, chat, serve, bench, doctor).
 
 Their values are checked while the command line is parsed, so that a bad one fails at once, before a
-model is fetched or loaded.
+model is fetched or loaded. The engine is imported only then: every run of the CLI builds these options.
 """
 
 from __future__ import annotations
@@ -11,12 +11,9 @@ from typing import Any
 
 import typer
 
-from qwenkit.engine.registry import BACKEND_CHOICES
-from qwenkit.engine.types import MIN_CONTEXT
-from qwenkit.models import DEFAULT_MODEL
+from qwenkit.cli.defaults import DEFAULT_MODEL, MIN_CONTEXT
 
 REF_HELP = "catalog id[:quant], Hub repo id, model directory or .gguf file (default: the default model)"
-BACKEND_NAMES = BACKEND_CHOICES
 THREADS_HELP = "CPU threads for decoding (default: the physical cores)"
 
 
@@ -46,8 +43,12 @@ class LoadOptions:
 
 def check_backend(name: str | None) -> str | None:
     """A typer callback: the backend must be one we have, before anything is loaded."""
-    if name is not None and name not in BACKEND_NAMES:
-        raise typer.BadParameter(f"{name!r} is not a backend; choose one of: {', '.join(BACKEND_NAMES)}")
+    if name is None or name == "auto":  # the default, known without importing the engine
+        return name
+    from qwenkit.engine.registry import BACKEND_CHOICES
+
+    if name not in BACKEND_CHOICES:
+        raise typer.BadParameter(f"{name!r} is not a backend; choose one of: {', '.join(BACKEND_CHOICES)}")
     return name
 
 

@@ -1,20 +1,24 @@
-"""``qwenkit pull | list | rm | info``: thin commands over ``qwenkit.models``."""
+"""``qwenkit pull | list | rm | info``: thin commands over ``qwenkit.models``.
+
+``qwenkit.models`` is imported by the commands (it pulls in the chat layer, ~0.3 s), not with the module.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
-from qwenkit.catalog import Variant
 from qwenkit.cli.app import app, console, print_json
+from qwenkit.cli.defaults import DEFAULT_MODEL
 from qwenkit.errors import ModelNotFoundError
-from qwenkit.models import DEFAULT_MODEL, ModelInfo, find_local, inspect_path, list_local, remove
-from qwenkit.models.fetch import LocalModel, ensure_local
-from qwenkit.models.ref import default_catalog, resolve
-from qwenkit.models.store import hub_cache_dir, store_root
+
+if TYPE_CHECKING:
+    from qwenkit.catalog import Variant
+    from qwenkit.models import ModelInfo
+    from qwenkit.models.fetch import LocalModel
 
 _REF_HELP = "catalog id[:quant], Hub repo id[:quant], model directory or .gguf file"
 _JSON_HELP = "machine-readable JSON on stdout"
@@ -43,6 +47,9 @@ def pull(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Download a model into the local cache (Hub first, then mirrors); a no-op when it is already there."""
+    from qwenkit.models.fetch import ensure_local
+    from qwenkit.models.ref import resolve
+
     model = ensure_local(resolve(ref), progress=not (quiet or json_out))
     if json_out:
         print_json(_local_dict(model))
@@ -58,6 +65,10 @@ def pull(
 @app.command("list")
 def list_models(json_out: bool = typer.Option(False, "--json", help=_JSON_HELP)) -> None:
     """Models on this machine: the Hugging Face cache and qwenkit's own store."""
+    from qwenkit.models import list_local
+    from qwenkit.models.ref import default_catalog
+    from qwenkit.models.store import hub_cache_dir, store_root
+
     entries = list_local(default_catalog())
     if json_out:
         print_json([e.to_dict() for e in entries])
@@ -82,6 +93,9 @@ def rm(
     json_out: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
     """Delete a downloaded model from the HF cache and qwenkit's store."""
+    from qwenkit.models import remove
+    from qwenkit.models.ref import resolve
+
     report = remove(resolve(ref))
     if json_out:
         removed = [str(r.path) for r in report.removed]
@@ -180,6 +194,9 @@ def info(
     json_out: bool = typer.Option(False, "--json", help=_JSON_HELP),
 ) -> None:
     """Architecture, size, quantization, context and chat template of a local model (weights not loaded)."""
+    from qwenkit.models import find_local, inspect_path
+    from qwenkit.models.ref import resolve
+
     model_ref = resolve(ref)
     local = find_local(model_ref)
     if local is None:

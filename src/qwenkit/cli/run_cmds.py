@@ -1,16 +1,18 @@
-"""``qwenkit run`` (one answer) and ``qwenkit chat`` (an interactive session)."""
+"""``qwenkit run`` (one answer) and ``qwenkit chat`` (an interactive session).
+
+The engine and the chat layer are imported inside the commands: every other command, and every
+``--help``, imports this module too.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from qwenkit.chat.events import ContentDelta, Event, ReasoningDelta, ToolCall
 from qwenkit.cli.app import app, err_console, print_json, warn
-from qwenkit.cli.chat_session import ChatSession, run_repl
 from qwenkit.cli.load_options import (
     REF_HELP,
     BackendOption,
@@ -19,11 +21,11 @@ from qwenkit.cli.load_options import (
     ThreadsOption,
     load_options,
 )
-from qwenkit.cli.notices import ThinkingRequest, cut_notice
-from qwenkit.engine.chat_run import ChatResult
-from qwenkit.engine.params import ChatParams
-from qwenkit.engine.sampling import SamplingOptions
 from qwenkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from qwenkit.chat.events import Event
+    from qwenkit.engine.chat_run import ChatResult
 
 BUDGET_HELP = "most reasoning tokens before Qwen's early stop (thinking models)"
 
@@ -50,6 +52,8 @@ def result_dict(result: ChatResult) -> dict[str, Any]:
 
 def print_event(event: Event) -> None:
     """Content to stdout as it streams; reasoning to stderr, so that stdout stays the answer."""
+    from qwenkit.chat.events import ContentDelta, ReasoningDelta, ToolCall
+
     if isinstance(event, ContentDelta):
         sys.stdout.write(event.text)
         sys.stdout.flush()
@@ -103,6 +107,10 @@ def run(
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": user_content(prompt, image)}
     ]
+    from qwenkit.cli.notices import ThinkingRequest, cut_notice  # the engine: after the cheap checks
+    from qwenkit.engine.params import ChatParams
+    from qwenkit.engine.sampling import SamplingOptions
+
     with load_options(ref, backend, context, threads, mmproj=mmproj).load(progress=not json_out) as llm:
         thinking = ThinkingRequest.for_model(llm, think, thinking_budget)
         params = ChatParams(
@@ -142,6 +150,9 @@ def chat(
     mmproj: str | None = MmprojOption,
 ) -> None:
     """Interactive chat: streaming answers, /think, /no_think, /image FILE, /reset, /save FILE, /exit."""
+    from qwenkit.cli.chat_session import ChatSession, run_repl
+    from qwenkit.cli.notices import ThinkingRequest
+
     with load_options(ref, backend, context, threads, mmproj=mmproj).load() as llm:
         thinking = ThinkingRequest.for_model(llm, think, thinking_budget)
         for warning in thinking.warnings:

@@ -1,29 +1,25 @@
-"""``qwenkit select``: which Qwen model to run for a task on this machine (or a planned one)."""
+"""``qwenkit select``: which Qwen model to run for a task on this machine (or a planned one).
+
+Only the task names are imported with the module (for ``--task``'s help); the selection and the
+hardware probes (psutil) are imported by the command.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
-from qwenkit.catalog import Catalog, load_catalog
-from qwenkit.catalog.hardware import detect_hardware, measure_memory_bandwidth
-from qwenkit.catalog.select import (
-    MIN_USABLE_TOKENS_PER_S,
-    TASKS,
-    NothingFitsError,
-    Recommendation,
-    Selection,
-    check_device,
-    format_bytes,
-    resolve_request,
-    select,
-)
+from qwenkit.catalog.tasks import TASKS
 from qwenkit.cli.app import app, console, print_json
 from qwenkit.cli.load_options import context_option
 from qwenkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from qwenkit.catalog import Catalog
+    from qwenkit.catalog.select import Recommendation, Selection
 
 
 def local_pairs(catalog: Catalog) -> frozenset[tuple[str, str]]:
@@ -45,6 +41,8 @@ def local_pairs(catalog: Catalog) -> frozenset[tuple[str, str]]:
 
 
 def recommendation_to_dict(rank: int, rec: Recommendation) -> dict[str, Any]:
+    from qwenkit.catalog.select import format_bytes
+
     quant = rec.option.quant
     mem = rec.memory
     official = rec.variant.gguf_files.get(quant.name) if quant.is_gguf else rec.variant.hf_repo
@@ -88,6 +86,8 @@ def selection_to_dict(sel: Selection) -> dict[str, Any]:
 
 
 def _table(sel: Selection) -> Table:
+    from qwenkit.catalog.select import MIN_USABLE_TOKENS_PER_S, format_bytes
+
     req = sel.request
     table = Table(
         title=f"{req.task} on {req.device}: {format_bytes(req.memory)}, {req.context} tokens of context, "
@@ -125,6 +125,10 @@ def select_command(
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Recommend Qwen models for a task that fit the memory, ranked, with format, backend and speed."""
+    from qwenkit.catalog import load_catalog
+    from qwenkit.catalog.hardware import detect_hardware, measure_memory_bandwidth
+    from qwenkit.catalog.select import NothingFitsError, check_device, resolve_request, select
+
     check_device(device)  # before probing GPUs, which may import torch
     hardware = detect_hardware(gpus=device != "cpu")
     if measure and bandwidth is None and device != "cuda" and not hardware.has_cuda:

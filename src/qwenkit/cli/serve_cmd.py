@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from qwenkit.cli.app import app
-from qwenkit.cli.load_options import BACKEND_NAMES, THREADS_HELP, MmprojOption, backend_option
-from qwenkit.engine.registry import check_vllm_settings
+from qwenkit.cli.load_options import THREADS_HELP, MmprojOption, backend_option
 from qwenkit.errors import MissingDependencyError, UsageError
 
 if TYPE_CHECKING:
@@ -114,6 +113,8 @@ def serve(
         from qwenkit.server.settings import load_settings
     except ImportError as exc:
         raise MissingDependencyError.for_extra(exc.name or "fastapi", "serve") from exc
+    from qwenkit.engine.registry import BACKEND_CHOICES, check_vllm_settings
+
     settings = load_settings(
         model=ref,
         host=host,
@@ -141,8 +142,8 @@ def serve(
         quantization=quantization,
         enable_prefix_caching=enable_prefix_caching,
     )
-    if settings.backend not in BACKEND_NAMES:  # from the environment or the config file
-        known = ", ".join(BACKEND_NAMES)
+    if settings.backend not in BACKEND_CHOICES:  # from the environment or the config file
+        known = ", ".join(BACKEND_CHOICES)
         raise UsageError(f"unknown backend {settings.backend!r}; choose one of: {known}", param="backend")
     check_vllm_settings(settings.backend, settings.vllm_settings)  # before anything loads
     serve_until_stopped(settings, announce)

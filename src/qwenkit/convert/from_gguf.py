@@ -4,8 +4,9 @@ This is how a checkpoint of a model published only as GGUF is made here (e.g. to
 convert -> quantize path on the real Qwen2.5-Coder-0.5B without a network): transformers dequantizes
 every tensor to float while loading, but then refuses ``save_pretrained`` because the model was
 "quantized with gguf". The weights it holds are plain tensors, so the GGUF quantizer and its
-``quantization_config`` are dropped before saving. The result carries the source's rounding: an f16
-GGUF made from it is exactly as good as the 4-bit file it came from, no better.
+``quantization_config`` are dropped before saving. The dequantized float32 weights are read from
+qwenkit's unpacked cache where it holds them (engine/gguf_unpack.py). The result carries the source's
+rounding: an f16 GGUF made from it is exactly as good as the 4-bit file it came from, no better.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qwenkit.engine.transformers_loading import ModelSource
 from qwenkit.errors import MissingDependencyError, UsageError
 
 DTYPES = ("float16", "bfloat16", "float32")
@@ -43,10 +45,11 @@ def gguf_to_checkpoint(
     if not gguf_path.is_file():
         raise UsageError(f"{gguf_path} is not a file", param="gguf")
     start = time.perf_counter()
-    kwargs = {"gguf_file": gguf_path.name}
+    source = ModelSource(gguf_path.parent, gguf_path.name).readable()  # the unpacked cache, if it fits
+    kwargs = source.gguf_kwargs()
     auto = transformers.AutoModelForCausalLM
-    model: Any = auto.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+    model: Any = auto.from_pretrained(source.directory, dtype=torch.float32, **kwargs)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(source.directory, **kwargs)
     model.hf_quantizer = None  # the GGUF "quantizer" only dequantized at load; nothing quantized remains
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

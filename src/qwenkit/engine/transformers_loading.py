@@ -114,6 +114,19 @@ class ModelSource:
             return cls(path, ggufs[0])
         raise ModelFormatError(f"{path} has no config.json and {len(ggufs)} .gguf files: point at one file")
 
+    def readable(self) -> ModelSource:
+        """Where transformers reads it from: a GGUF's unpacked float32 checkpoint where the cache holds
+        (or now takes) it, else the GGUF itself (engine/gguf_unpack.py)."""
+        if self.gguf_file is None:
+            return self
+        from qwenkit.engine.gguf_unpack import unpacked
+
+        folder = unpacked(self.directory / self.gguf_file)
+        return self if folder is None else ModelSource(folder)
+
+    def gguf_kwargs(self) -> dict[str, str]:
+        return {"gguf_file": self.gguf_file} if self.gguf_file is not None else {}
+
 
 def load_tokenizer(source: ModelSource) -> Tokenizer:
     from qwenkit.chat.hf_tokenizer import HFTokenizer
@@ -122,12 +135,20 @@ def load_tokenizer(source: ModelSource) -> Tokenizer:
         return HFTokenizer.from_dir(source.directory)
     from transformers import AutoTokenizer
 
+    readable = source.readable()
     try:
-        hf = AutoTokenizer.from_pretrained(source.directory, gguf_file=source.gguf_file)
+        hf = AutoTokenizer.from_pretrained(readable.directory, **readable.gguf_kwargs())
     except ImportError as exc:
         raise MissingDependencyError(f"reading the tokenizer of a GGUF needs a package: {exc}") from exc
     except (OSError, ValueError, KeyError) as exc:
         raise ModelFormatError(f"no tokenizer could be read from {source.gguf_file}: {exc}") from exc
+    return tokenizer_of(hf)
+
+
+def tokenizer_of(hf: Any) -> Tokenizer:
+    """Our tokenizer from a transformers one (its fast backend, end-of-sequence token and template)."""
+    from qwenkit.chat.hf_tokenizer import HFTokenizer
+
     config = {"eos_token": hf.eos_token} if hf.eos_token else {}
     template = getattr(hf, "chat_template", None)
     return HFTokenizer(hf.backend_tokenizer.to_str(), config, chat_template=template)
@@ -191,9 +212,8 @@ def load_model(source: ModelSource, device: str, dtype: Any, quant: Any) -> Any:
     """A causal LM, or for a vision-language checkpoint (a ``vision_config``) its image-text model."""
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": "sdpa"}
-    if source.gguf_file is not None:
-        kwargs["gguf_file"] = source.gguf_file
+    source = source.readable()
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": "sdpa", **source.gguf_kwargs()}
     if quant is not None:
         kwargs["quantization_config"] = quant
     if device != "cpu":

@@ -45,6 +45,12 @@ def _config_dir(base: Path, tmp: Path) -> Path:
     if base.is_file() and base.suffix == ".gguf":
         from transformers import AutoConfig
 
+        from qwenkit.engine.gguf_unpack import cached
+
+        unpacked = cached(base)
+        if unpacked is not None:  # its config.json, written when the base was loaded for training
+            return unpacked
+
         config = AutoConfig.from_pretrained(base.parent, gguf_file=base.name)
         if not getattr(config, "architectures", None):  # the converter picks its model class by this name
             config.architectures = [_ARCHITECTURES.get(config.model_type, "Qwen2ForCausalLM")]

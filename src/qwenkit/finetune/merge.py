@@ -51,10 +51,9 @@ def _save_tokenizer(base_path: Path, out: Path) -> None:
 
     from qwenkit.engine.transformers_loading import ModelSource
 
-    source = ModelSource.locate(base_path)
-    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    source = ModelSource.locate(base_path).readable()
     try:
-        AutoTokenizer.from_pretrained(source.directory, **kwargs).save_pretrained(out)
+        AutoTokenizer.from_pretrained(source.directory, **source.gguf_kwargs()).save_pretrained(out)
     except (OSError, ValueError) as exc:
         raise ModelFormatError(f"the tokenizer of {base_path} could not be written: {exc}") from exc
 

@@ -3,7 +3,8 @@
 Why not trl's SFTTrainer: its value is tokenizing chat data and masking prompts, and both are done
 here by ``encode_chat`` so that training sees exactly what serving shows; what is left (a loop with
 checkpoints, resume, eval, accumulation) is ``Trainer``'s, so trl would add a dependency and a second
-tokenization path for nothing.
+tokenization path for nothing. The Trainer's loss is ours (finetune/loss.py): the same number, with
+the output layer applied only where a label is.
 """
 
 from __future__ import annotations
@@ -213,15 +214,16 @@ def run_loop(
     stop: threading.Event | None = None,
 ) -> History:
     """Train ``model`` (already LoRA-wrapped); checkpoints under ``output/checkpoints``."""
-    from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback
+
+    from qwenkit.finetune.loss import labelled_loss_trainer
 
     stop = stop or threading.Event()
     resume_from = last_checkpoint(s.output) if s.resume else None
     if s.resume and resume_from is None:
         raise UsageError(f"nothing to resume: no checkpoint under {s.output / CHECKPOINTS}", param="resume")
     history = History()
-    trainer = Trainer(
+    trainer = labelled_loss_trainer()(
         model=model,
         args=_arguments(s, bool(held)),
         train_dataset=TokenDataset(train),
