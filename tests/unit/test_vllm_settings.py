@@ -139,6 +139,17 @@ def test_other_backends_refuse_vllm_settings_instead_of_ignoring_them(kind: Back
     check_options(BACKENDS[BackendKind.VLLM], BackendOptions(vllm=VllmSettings(tensor_parallel_size=2)))
 
 
+def test_eager_mode_comes_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qwenkit.server.settings import load_settings
+
+    assert load_settings(model="m").vllm_settings is None
+    assert load_settings(model="m", enforce_eager=True).vllm_settings == VllmSettings(enforce_eager=True)
+    monkeypatch.setenv("QWENKIT_ENFORCE_EAGER", "true")
+    assert load_settings(model="m").vllm_settings == VllmSettings(enforce_eager=True)
+    with pytest.raises(UsageError, match="add --backend vllm"):
+        check_options(BACKENDS[BackendKind.LLAMACPP], BackendOptions(vllm=VllmSettings(enforce_eager=True)))
+
+
 @pytest.mark.parametrize(
     ("world", "cpus", "nodes", "env", "expected"),
     [

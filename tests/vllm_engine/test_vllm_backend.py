@@ -54,10 +54,11 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, qwen3_tokenizer_dir: Pat
 
 
 def load_vllm(model_dir: Path, parallel: int, **fields: Any) -> Any:
-    """The tests' vLLM engine: fp32, CONTEXT tokens, a third of the (CPU) memory."""
+    """The tests' vLLM engine: fp32, CONTEXT tokens, 15 % of the (CPU) memory (the main suite runs beside
+    these tests), eager (torch.compile would add about 35 s to each start; test_vllm_serve_cli keeps it)."""
     from qwenkit.engine.vllm import VllmBackend
 
-    settings = VllmSettings(gpu_memory_utilization=0.3)
+    settings = VllmSettings(gpu_memory_utilization=0.15, enforce_eager=True)
     options = BackendOptions(context=CONTEXT, parallel=parallel, dtype="float32", vllm=settings, **fields)
     return VllmBackend.load(model_dir, options)
 

@@ -20,7 +20,7 @@ def test_serve_backend_vllm_answers_the_openai_sdk_and_stops_whole(model_dir: Pa
     import openai
     import psutil
 
-    with serve_process(model_dir, "--gpu-memory-utilization", "0.3", backend="vllm") as server:
+    with serve_process(model_dir, "--gpu-memory-utilization", "0.15", backend="vllm") as server:
         engine_processes = psutil.Process(server.proc.pid).children(recursive=True)
         assert engine_processes, "vLLM's engine core runs in a process of its own"
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0, timeout=120)

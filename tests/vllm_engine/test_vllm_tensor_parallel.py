@@ -25,7 +25,10 @@ def test_tensor_parallel_2_gives_the_transformers_backends_tokens(model_dir: Pat
     from qwenkit.engine.vllm import VllmBackend
 
     settings = VllmSettings(
-        gpu_memory_utilization=0.3, tensor_parallel_size=2, distributed_executor=DistributedExecutor.MP
+        gpu_memory_utilization=0.15,
+        tensor_parallel_size=2,
+        distributed_executor=DistributedExecutor.MP,
+        enforce_eager=True,
     )
     options = BackendOptions(context=CONTEXT, parallel=2, dtype="float32", vllm=settings)
     with VllmBackend.load(model_dir, options) as backend:

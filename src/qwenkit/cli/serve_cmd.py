@@ -106,6 +106,10 @@ def serve(
         None, "--enable-prefix-caching/--no-enable-prefix-caching", help="vllm: reuse cached prompt prefixes",
         rich_help_panel=_VLLM,
     ),
+    enforce_eager: bool | None = typer.Option(
+        None, "--enforce-eager/--no-enforce-eager",
+        help="vllm: no torch.compile or CUDA graphs (starts sooner, decodes slower)", rich_help_panel=_VLLM,
+    ),
 ) -> None:
     """Serve a model with OpenAI's API (chat, completions, models, tokenize) until SIGTERM."""
     try:
@@ -141,6 +145,7 @@ def serve(
         gpu_memory_utilization=gpu_memory_utilization,
         quantization=quantization,
         enable_prefix_caching=enable_prefix_caching,
+        enforce_eager=enforce_eager,
     )
     if settings.backend not in BACKEND_CHOICES:  # from the environment or the config file
         known = ", ".join(BACKEND_CHOICES)

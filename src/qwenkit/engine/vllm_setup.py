@@ -59,6 +59,7 @@ def engine_args(
         gpu_memory_utilization=settings.gpu_memory_utilization,
         quantization=settings.quantization.value if settings.quantization else None,
         enable_prefix_caching=settings.enable_prefix_caching,
+        enforce_eager=settings.enforce_eager,
         dtype=options.dtype,
         hf_overrides={"rope_scaling": rope} if rope else {},
         enable_lora=bool(lora_ranks),

@@ -32,7 +32,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 ENV_PREFIX = "QWENKIT_"
 _VLLM_FIELDS = (
     "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "distributed_executor",
-    "gpu_memory_utilization", "quantization", "enable_prefix_caching",
+    "gpu_memory_utilization", "quantization", "enable_prefix_caching", "enforce_eager",
 )
 CONFIG_ENV = "QWENKIT_CONFIG_FILE"
 
@@ -151,6 +151,7 @@ class ServerSettings(BaseSettings):
     gpu_memory_utilization: float | None = Field(default=None, gt=0.0, le=1.0)
     quantization: str | None = Field(default=None, description="awq, gptq or fp8")
     enable_prefix_caching: bool | None = None
+    enforce_eager: bool | None = None
 
     @field_validator("api_keys", mode="before")
     @classmethod
