@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from qwenkit.convert import output
-from qwenkit.convert.checkpoint import OutType, check_checkpoint, safetensors_elements
+from qwenkit.convert.checkpoint import check_checkpoint, safetensors_elements
 from qwenkit.convert.quantize import QuantType, default_output, quantize, quantized_weights
+from qwenkit.defaults import OutType
 from qwenkit.errors import ConversionError, ModelFormatError, UsageError
 from qwenkit.models.gguf_reader import read_gguf_metadata
 

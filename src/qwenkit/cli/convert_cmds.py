@@ -1,7 +1,7 @@
 """``qwenkit convert | quantize | perplexity``: thin commands over ``qwenkit.convert``.
 
 ``qwenkit.convert`` is imported by the commands (it pulls in the chat layer, ~0.4 s); ``--outtype``
-parses into a light copy of its ``OutType``.
+parses into ``OutType``, which lives in the light ``qwenkit.defaults``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from qwenkit.cli.app import app, console, err_console, print_json, warn
-from qwenkit.cli.defaults import OutTypeChoice
+from qwenkit.defaults import OutType
 from qwenkit.errors import UsageError
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def convert(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="GGUF file to write (default: inside SRC)"
     ),
-    outtype: OutTypeChoice = typer.Option(OutTypeChoice.F16, "--outtype", help="tensor type of the weights"),
+    outtype: OutType = typer.Option(OutType.F16, "--outtype", help="tensor type of the weights"),
     mmproj: Path | None = typer.Option(
         None, "--mmproj", help="vision models: the projector GGUF (default: mmproj-NAME beside the output)"
     ),
@@ -97,8 +97,6 @@ def convert(
     """Convert a Qwen2/Qwen3 (MoE too) or Qwen2-VL/Qwen2.5-VL checkpoint to GGUF with llama.cpp's own
     converter; a vision model gives two files, the text GGUF and its vision projector (mmproj)."""
     from qwenkit.convert import convert as run_convert
-    from qwenkit.convert.checkpoint import OutType
-
     model_id = _catalog_id(model_id)
     counted = [0]
     with _Bar(not (quiet or json_out)) as bar:
@@ -108,7 +106,7 @@ def convert(
                 counted[0] += 1
                 bar.update("converting", counted[0], None, f"converting: {counted[0]} tensors")
 
-        result = run_convert(src, output, OutType(outtype.value), mmproj_output=mmproj, progress=progress)
+        result = run_convert(src, output, outtype, mmproj_output=mmproj, progress=progress)
     ref = _remember(result.path, src, outtype.value, model_id)
     if json_out:
         print_json({

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from qwenkit.cli.defaults import DEFAULT_MODEL, MIN_CONTEXT
+from qwenkit.defaults import DEFAULT_MODEL, MIN_CONTEXT
 
 REF_HELP = "catalog id[:quant], Hub repo id, model directory or .gguf file (default: the default model)"
 THREADS_HELP = "CPU threads for decoding (default: the physical cores)"

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from qwenkit.cli.app import app, console, print_json
-from qwenkit.cli.defaults import DEFAULT_MODEL
+from qwenkit.defaults import DEFAULT_MODEL
 from qwenkit.errors import ModelNotFoundError
 
 if TYPE_CHECKING:

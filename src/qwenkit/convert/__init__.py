@@ -3,9 +3,10 @@ costs in quality (perplexity, KL divergence against a base), all through llama.c
 
 from __future__ import annotations
 
-from qwenkit.convert.checkpoint import Checkpoint, OutType, check_checkpoint
+from qwenkit.convert.checkpoint import Checkpoint, check_checkpoint
 from qwenkit.convert.hf_to_gguf import ConvertResult, convert
 from qwenkit.convert.quantize import Fallback, QuantizeResult, QuantType, quantize
+from qwenkit.defaults import OutType
 
 __all__ = [
     "Checkpoint",

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from enum import Enum
 from math import prod
 from pathlib import Path
 from typing import Any
 
+from qwenkit.defaults import OutType
 from qwenkit.errors import ModelFormatError, UsageError
 
 # The Qwen text architectures llama.cpp's converter maps (config.json "architectures").
@@ -32,29 +32,6 @@ QWEN_ARCHITECTURES = frozenset(
 QWEN_VL_ARCHITECTURES = frozenset({"Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration"})
 TOKENIZER_SETS = (("tokenizer.json",), ("vocab.json", "merges.txt"), ("tokenizer.model",))
 _MAX_HEADER = 100 << 20  # safetensors' own limit on the JSON header
-
-
-class OutType(str, Enum):
-    """The converter's output types (``--outtype``) and their bytes per weight."""
-
-    F32 = "f32"
-    F16 = "f16"
-    BF16 = "bf16"
-    Q8_0 = "q8_0"
-
-    @property
-    def bytes_per_weight(self) -> float:
-        return {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32}[self.value]
-
-    @property
-    def file_suffix(self) -> str:
-        return self.value.upper()
-
-    @property
-    def projector_type(self) -> OutType:
-        """The mmproj's type: f16 unless f32 was asked for (llama.cpp's vision encoder is not quantized
-        to 8 bits by its own tools, and bf16 is not what its CPU path is tested with)."""
-        return OutType.F32 if self is OutType.F32 else OutType.F16
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from qwenkit.convert.checkpoint import OutType, check_checkpoint
+from qwenkit.convert.checkpoint import check_checkpoint
 from qwenkit.convert.output import atomic_outputs, check_room, check_target, child_process
 from qwenkit.convert.sources import converter_tree
+from qwenkit.defaults import OutType
 from qwenkit.errors import ConversionError, MissingDependencyError, UsageError
 
 CONVERTER_MODULES = ("torch", "transformers", "safetensors", "sentencepiece")

@@ -13,6 +13,7 @@ from enum import Enum, Flag, auto
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from qwenkit.chat.tokenizer import Tokenizer
+from qwenkit.defaults import MIN_CONTEXT
 from qwenkit.engine.vllm_settings import VllmSettings
 from qwenkit.errors import ContextLengthError, UsageError
 
@@ -225,7 +226,6 @@ class Backend(LoadedModel, Protocol):
     def close(self) -> None: ...
 
 
-MIN_CONTEXT = 64  # tokens: less cannot hold a chat template and an answer
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from typing import Protocol
 from qwenkit.catalog.schema import Variant
 from qwenkit.errors import ModelFormatError, ModelNotFoundError, UsageError
 
-DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct:q4_k_m"
 DEFAULT_QUANT = "q4_k_m"
 
 _QUANT_RE = re.compile(r"^[A-Za-z0-9_.]+$")
