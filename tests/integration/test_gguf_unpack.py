@@ -135,6 +135,8 @@ def test_the_cap_evicts_the_entry_used_longest_ago(
     monkeypatch.setenv(CAP_ENV, str((needed + 1_500_000) / 1e9))  # room for two 1 MB entries beside it
     a, b, c = (gguf.with_name(n) for n in names)
     assert unpacked(a) is not None and unpacked(b) is not None
+    assert (cached(a) / ".complete").read_text() == "1000000"  # type: ignore[operator]  # its size, kept
+    (cached(b) / ".complete").write_text("")  # type: ignore[operator]  # as older marks are: measured
     os.utime(cached(a) / ".complete", (1, 1))  # type: ignore[operator]  # a: used longest ago
     assert unpacked(c) is not None
     assert cached(a) is None and cached(b) is not None and cached(c) is not None

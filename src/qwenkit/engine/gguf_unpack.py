@@ -76,8 +76,14 @@ class UnpackCache:
         return True
 
 
-def _size(folder: Path) -> int:
+def _measure(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def _size(folder: Path) -> int:
+    """An entry's bytes, as recorded in its mark when it was written (measured for an unrecorded one)."""
+    recorded = (folder / COMPLETE_MARK).read_text(encoding="ascii", errors="ignore").strip()
+    return int(recorded) if recorded.isdigit() else _measure(folder)
 
 
 def cached(gguf: Path, cache: UnpackCache | None = None) -> Path | None:
@@ -100,7 +106,7 @@ def unpacked(gguf: Path, cache: UnpackCache | None = None) -> Path | None:
     scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=cache.root))
     try:
         _write_checkpoint(gguf, scratch)
-        (scratch / COMPLETE_MARK).touch()
+        (scratch / COMPLETE_MARK).write_text(str(_measure(scratch)), encoding="ascii")
         try:
             scratch.rename(folder)
         except OSError:  # another process finished the same entry first: theirs is as good
