@@ -43,13 +43,12 @@ def _config_dir(base: Path, tmp: Path) -> Path:
     if base.is_dir() and (base / "config.json").is_file():
         return base
     if base.is_file() and base.suffix == ".gguf":
-        from transformers import AutoConfig
-
         from qwenkit.engine.gguf_unpack import cached
 
         unpacked = cached(base)
         if unpacked is not None:  # its config.json, written when the base was loaded for training
             return unpacked
+        from transformers import AutoConfig  # only now: importing transformers costs seconds
 
         config = AutoConfig.from_pretrained(base.parent, gguf_file=base.name)
         if not getattr(config, "architectures", None):  # the converter picks its model class by this name
