@@ -1,6 +1,6 @@
 """The whole path on the real Qwen2.5-Coder-0.5B: its Q4_K_M GGUF -> safetensors (transformers
 dequantizes it) -> f16 GGUF (llama.cpp's converter) -> Q8_0 and Q4_K_M; each file answers in
-``qwenkit run``, and a two-chunk perplexity with KL divergence against the f16 ranks them.
+``qwenkit run``, and a one-chunk perplexity (255 scored tokens) with KL divergence against the f16 ranks them.
 
 About three minutes on 2 cores; the multi-GB intermediate files are deleted at the end.
 """
@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.realmodel]
 ROOT = Path(__file__).resolve().parents[2]
 # The issue's corpus: ../shared/data beside the checkout (a worktree's is two levels up). A clone
 # elsewhere has no such folder; the standard library's argparse source (code, which suits a Coder
-# model) is on every machine and long enough for the two chunks scored here.
+# model) is on every machine and long enough for the chunk scored here.
 _CANDIDATES = [p / "shared/data/tinyshakespeare/input.txt" for p in (ROOT.parent, ROOT.parents[1])]
 TEXT = next((p for p in _CANDIDATES if p.is_file()), Path(argparse.__file__))
 CODER = "qwen2.5-coder-0.5b-instruct"
@@ -120,7 +120,7 @@ def test_perplexity_and_kl_of_the_quantizations(
     f16: Path, quantized: dict[str, Path], work: Path, env: dict[str, str]
 ) -> None:
     base = work / "f16-base.npz"
-    args = ["--text", str(TEXT), "--chunks", "2", "--json"]
+    args = ["--text", str(TEXT), "--chunks", "1", "--json"]
     first = run_qwenkit("perplexity", str(f16), *args, "--save-base", str(base), env=env, timeout=600)
     assert first.returncode == 0, first.stderr
     f16_ppl = json.loads(first.stdout)["ppl"]
@@ -130,7 +130,7 @@ def test_perplexity_and_kl_of_the_quantizations(
         assert proc.returncode == 0, proc.stderr
         result = json.loads(proc.stdout)
         kl[name] = result["kl"]
-        assert result["tokens"] == 2 * 255
+        assert result["tokens"] == 255
         assert kl[name]["base_ppl"] == pytest.approx(f16_ppl)
     # The f16 carries the published file's 4-bit rounding, so a Q4_K_M of it lands close to that grid
     # again: both stay close to the f16, neither is ranked above the other here.

@@ -98,9 +98,12 @@ def generate(
     tokenizer: Tokenizer,
     prompts: Sequence[Sequence[dict[str, Any]]],
     max_new_tokens: int,
-    batch: int = 8,
+    batch: int = 16,
 ) -> list[tuple[str, bool]]:
-    """Greedy answers (text, finished) to chat prompts, encoded as serving encodes them, in batches."""
+    """Greedy answers (text, finished) to chat prompts, encoded as serving encodes them, in batches.
+
+    A decode step over 16 short rows costs about what one over 8 does on a CPU (the weights are read
+    once a step either way), so the probe's 12 questions go in one batch rather than two."""
     import torch
 
     end_ids = sorted(tokenizer.eos_token_ids | {tokenizer.special_tokens["<|im_end|>"]})
