@@ -68,7 +68,8 @@ pytest: install browser
 #    LAST_A/LAST_B are tests of the suite that keep one core busy without llama.cpp work of any size (the
 #    schema fuzzer on tiny models: 219 s; the unpacked-GGUF cache, transformers reading a GGUF: ~100 s;
 #    the CLI's usage errors, 114 short processes: 64 s): in stage 1 they left a core idle, here they fill
-#    one. Measured (stop 40): tests/unit 504 s beside the vLLM tests 475 s.
+#    one. Measured on fresh clones (stop 41): stage 1 took 2,046-2,186 s; stage 2 took 762-815 s for
+#    tests/unit and LAST_A, beside 640-671 s for the vLLM tests and LAST_B.
 # The vLLM environment is not installed beside the main one: that slowed the main install by more than
 # it saved (12.7 min against 10.3). The second side's output is held in LAST_LOG until it ends, so that
 # the two sides' logs do not interleave.
