@@ -329,6 +329,26 @@ CASES: list[tuple[str, str, Any, int]] = [
         b'{"a": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
         400,
     ),
+    (  # more digits than Python turns into an int: json.loads raises a plain ValueError
+        "body-integer-too-long",
+        "/v1/chat/completions",
+        b'{"messages": [{"role": "user", "content": "a"}], "max_tokens": ' + b"1" * 5000 + b"}",
+        400,
+    ),
+    (  # parses, but deeper than the recursive code behind the routes goes
+        "body-nesting-in-a-message",
+        "/v1/chat/completions",
+        b'{"messages": [{"role": "user", "content": "a", "x": '
+        + b'{"a": ' * 500 + b"1" + b"}" * 500 + b"}]}",
+        400,
+    ),
+    (
+        "body-nesting-in-tool-parameters",
+        "/v1/chat/completions",
+        b'{"messages": [{"role": "user", "content": "a"}], "tools": [{"type": "function", "function": '
+        b'{"name": "f", "parameters": ' + b'{"a": ' * 101 + b"1" + b"}" * 101 + b"}}]}",
+        400,
+    ),
     (
         "body-oversized",
         "/v1/chat/completions",

@@ -55,6 +55,13 @@ def test_coding_task_carries_language_context_and_constraints() -> None:
     assert "Constraints" not in _user(coding_task("x", language="Go"))
 
 
+def test_coding_task_keeps_the_contexts_indentation() -> None:
+    """A method cut from a class starts indented: stripping would dedent its first line only."""
+    context = "\n    def area(self):\n        return self.w * self.h\n\n"
+    text = _user(coding_task("Add a perimeter method.", language="Python", context=context))
+    assert "```python\n    def area(self):\n        return self.w * self.h\n```" in text
+
+
 def test_multilingual_answer_lists_every_language_in_order() -> None:
     text = _user(multilingual_answer("What is a prime number?", ["English", "Français", "中文"]))
     assert "in 3 languages: English, Français, 中文." in text
@@ -181,6 +188,10 @@ def test_fim_and_repo_input_errors() -> None:
         RepoFile("evil\n<|file_sep|>x.py", "content")
     with pytest.raises(UsageError):
         RepoFile("", "content")
+    with pytest.raises(UsageError, match="single line"):
+        RepoFile("a.py\n", "content")  # would put a blank line between the path and the content
+    with pytest.raises(UsageError, match="both"):  # the same file, once with a space after its name
+        encode_repo("r", [RepoFile("a.py ", "1")], tok, fim=FimPrompt("x", ""), fim_path="a.py")
     with pytest.raises(UsageError):
         encode_repo("name\nmore", [RepoFile("a.py", "")], tok)
     with pytest.raises(UsageError):

@@ -10,6 +10,7 @@ from _chat_tokenizer import real_qwen_tokenizer
 from _scripted import ScriptedBackend
 
 from qwenkit.catalog import load_catalog
+from qwenkit.chat.encode import ALWAYS_THINKS
 from qwenkit.chat.events import ContentDelta, ReasoningDelta
 from qwenkit.chat.template import TemplateFamily
 from qwenkit.engine.llm import LLM, ModelFacts
@@ -71,6 +72,22 @@ def test_budget_zero_means_non_thinking_prompt() -> None:
     llm.chat(USER, thinking_budget=0, max_tokens=3)
     prompt = llm.tokenizer.decode(backend.submitted[-1][0])
     assert prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+def test_a_template_that_always_thinks_keeps_the_budget_and_says_so() -> None:
+    """QwQ and Qwen3-*-Thinking-2507 open <think> whatever enable_thinking says: a zero budget (or
+    enable_thinking=false with a budget) must still cut the thinking short, not let it run unbounded."""
+    llm, backend = make_llm()  # its generation prompt always ends in <think>
+    forced = early_stop_ids(llm)
+    result = llm.chat(USER, thinking_budget=0, max_tokens=40)
+    assert backend.handles[-1].forced_positions == list(range(1, 1 + len(forced)))  # after the first token
+    assert result.thinking_stopped_early == "budget"
+    assert result.content == ANSWER
+    assert result.warnings == (ALWAYS_THINKS,)
+    result = llm.chat(USER, thinking_budget=5, enable_thinking=False, max_tokens=40)
+    assert backend.handles[-1].forced_positions == list(range(5, 5 + len(forced)))
+    assert result.warnings == (ALWAYS_THINKS,)
+    assert backend.submitted[-1][1].temperature == 0.6  # the thinking mode's sampling defaults
 
 
 def test_loop_guard_ends_repeating_thinking() -> None:

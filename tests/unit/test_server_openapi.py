@@ -7,12 +7,15 @@ from typing import Any
 
 import jsonschema
 import pytest
+from pydantic import ValidationError
 
 from qwenkit.chat.messages import ImagePart, normalize_messages
 from qwenkit.engine.sampling import SEED_MAX, SEED_MIN, SamplingOptions
 from qwenkit.errors import UsageError
 from qwenkit.server.app import create_app
 from qwenkit.server.openapi import MESSAGE_SCHEMA, token_id_pattern
+from qwenkit.server.protocol_chat import ChatCompletionRequest
+from qwenkit.server.protocol_completions import CompletionRequest
 from qwenkit.server.settings import ServerSettings
 
 
@@ -95,3 +98,29 @@ def test_image_parts_are_messages_but_not_in_the_published_schema() -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(message, MESSAGE_SCHEMA)
     assert normalize_messages([message])[0].images == (ImagePart("x"),)
+
+
+NULLABLE = {
+    "ChatCompletionRequest": ("n", "stream", "logprobs"),
+    "CompletionRequest": ("n", "stream", "echo"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NULLABLE))
+def test_null_means_the_default_where_openai_types_a_field_as_nullable(name: str) -> None:
+    """The openai client sends ``n=None`` as ``"n": null``; OpenAI treats it as not given."""
+    model = {"ChatCompletionRequest": ChatCompletionRequest, "CompletionRequest": CompletionRequest}[name]
+    body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}]} if name.startswith("Chat") else {
+        "prompt": "hi"}
+    given = model.model_validate({**body, **dict.fromkeys(NULLABLE[name])})
+    default = model.model_validate(body)
+    assert {f: getattr(given, f) for f in NULLABLE[name]} == {f: getattr(default, f) for f in NULLABLE[name]}
+    assert not set(NULLABLE[name]) & given.model_fields_set
+    with pytest.raises(ValidationError):
+        model.model_validate({**body, "n": 0})  # the bounds still hold for a value
+    schema = create_app(ServerSettings()).openapi()["components"]["schemas"][name]
+    for field in NULLABLE[name]:
+        jsonschema.validate(None, schema["properties"][field])
+        jsonschema.validate(schema["properties"][field]["default"], schema["properties"][field])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(0, schema["properties"]["n"])

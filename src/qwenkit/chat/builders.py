@@ -32,6 +32,9 @@ REPO_NAME = "<|repo_name|>"
 FILE_SEP = "<|file_sep|>"
 
 
+_LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\r?\n)+")
+
+
 def _require_text(value: object, param: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise UsageError(f"{param} must be a non-empty string", param=param)
@@ -78,7 +81,8 @@ def coding_task(
     rules = [_require_text(c, "constraints") for c in constraints]
     parts = [f"Write {lang} code for the following task.", f"Task:\n{what}"]
     if context is not None:
-        code = _require_text(context, "context")
+        _require_text(context, "context")
+        code = _LEADING_BLANK_LINES.sub("", context).rstrip()  # the first line keeps its indentation
         fence = _fence(code)
         parts.append(f"Existing code to build on:\n{fence}{lang.lower()}\n{code}\n{fence}")
     if rules:
@@ -132,7 +136,7 @@ def _special(tokenizer: Tokenizer, marker: str) -> int:
 
 def _single_line(value: object, param: str) -> str:
     text = _require_text(value, param)
-    if "\n" in text or "\r" in text:
+    if "\n" in str(value) or "\r" in str(value):  # a trailing newline too: the prompt uses the value
         raise UsageError(f"{param} must be a single line", param=param)
     return text
 
@@ -171,7 +175,7 @@ class RepoFile:
     content: str
 
     def __post_init__(self) -> None:
-        _single_line(self.path, "path")
+        object.__setattr__(self, "path", _single_line(self.path, "path"))  # as written into the prompt
         if not isinstance(self.content, str):
             raise UsageError(f"content of {self.path} must be a string", param="content")
 

@@ -166,6 +166,12 @@ def soft_switch(messages: Sequence[Message]) -> bool | None:
     return None
 
 
+ALWAYS_THINKS = (
+    "this chat template always opens a thinking block: thinking cannot be switched off here, only cut short "
+    "with thinking_budget"
+)
+
+
 def _thinking(
     messages: Sequence[Message], features: TemplateFeatures, enable_thinking: bool | None
 ) -> tuple[bool | None, tuple[str, ...]]:
@@ -372,12 +378,15 @@ def encode_chat(
             raise UsageError(f"this tokenizer has no {IMAGE_PAD} token; it is not a Qwen vision model's")
         ids, caller_idx, spans = expand_image_pads(ids, caller_idx, tokenizer.special_tokens[IMAGE_PAD],
                                                    image_tokens)
+    opens_reasoning = _opens_reasoning(controls, add_generation_prompt)
+    if opens_reasoning and thinking is False:  # QwQ, Qwen3-*-Thinking-2507: <think> whatever it is told
+        thinking, warnings = True, (*warnings, ALWAYS_THINKS)
     return EncodedPrompt(
         ids=tuple(ids),
         caller_spans=_token_ranges(caller_idx),
         text=codec.restore(plain),
         warnings=warnings,
         thinking=thinking,
-        opens_reasoning=_opens_reasoning(controls, add_generation_prompt),
+        opens_reasoning=opens_reasoning,
         images=spans,
     )

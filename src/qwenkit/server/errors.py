@@ -7,6 +7,7 @@ anything else is a real fault: 500 with a generic message, the traceback only in
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,11 +58,15 @@ def qwenkit_error_response(exc: QwenkitError) -> JSONResponse:
     return error_response(exc.http_status, exc.to_openai(), headers)
 
 
+_UNION_MEMBER = re.compile(r".*\[|function-|constrained-|[A-Z][A-Za-z0-9]*$")
+
+
 def _param(loc: Sequence[Any]) -> str | None:
     """``("body", "messages", 0, "role")`` -> ``messages[0].role``."""
     parts = [p for p in loc if p != "body"]
-    # pydantic names union members and function validators in loc; they are not fields
-    parts = [p for p in parts if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+    # pydantic names union members (types, constrained types, models) and function validators in loc;
+    # they are not fields, and the API's fields are snake_case
+    parts = [p for p in parts if not (isinstance(p, str) and _UNION_MEMBER.match(p))]
     out = ""
     for part in parts:
         if isinstance(part, int):

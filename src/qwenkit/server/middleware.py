@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -25,6 +26,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Paths that keep answering while the server drains (probes, metrics).
 ALWAYS_OPEN = frozenset({"/health", "/ready", "/metrics"})
+# Deeper than any real request (a tool's JSON schema included); deeper ones would reach recursive code
+# behind the routes (pydantic, message normalisation) and fail there with a RecursionError.
+MAX_JSON_DEPTH = 100
 
 
 class BadBody(Exception):
@@ -56,6 +60,19 @@ def _surrogate_path(value: Any, path: str = "") -> str | None:
     return None
 
 
+def _too_deep(value: Any, limit: int) -> bool:
+    """True if arrays and objects nest more than ``limit`` levels (iteratively: no recursion to exhaust)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((sub, depth + 1) for sub in children if isinstance(sub, (dict, list)))
+    return False
+
+
 def check_json_body(body: bytes) -> None:
     """Raise BadBody unless ``body`` is UTF-8 JSON with finite numbers and well-formed strings."""
     try:
@@ -68,6 +85,11 @@ def check_json_body(body: bytes) -> None:
         raise BadBody(400, f"the request body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
     except RecursionError as exc:
         raise BadBody(400, "the request body is nested too deeply") from exc
+    except ValueError as exc:  # an integer of more digits than Python converts (sys.set_int_max_str_digits)
+        limit = sys.get_int_max_str_digits()
+        raise BadBody(400, f"the request body holds an integer of more than {limit} digits") from exc
+    if _too_deep(data, MAX_JSON_DEPTH):
+        raise BadBody(400, f"the request body is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     if "\\u" in text or "\\U" in text:
         where = _surrogate_path(data)
         if where is not None:

@@ -21,6 +21,7 @@ from qwenkit.server.protocol_common import (
     StreamOptions,
     StrictRequest,
     UsageInfo,
+    null_is_default,
 )
 
 MAX_MESSAGES = 4096
@@ -85,10 +86,10 @@ class SamplingFields(StrictRequest, SamplingOptions):
     model_config = ConfigDict(extra="ignore", strict=True, frozen=False)
 
     model: str | None = Field(default=None, max_length=1024)
-    n: int = Field(default=1, ge=1, le=MAX_N)
+    n: int = null_is_default(1, ge=1, le=MAX_N)
     stop: StopText | StopList | None = None
     max_tokens: int | None = Field(default=None, ge=1)
-    stream: bool = False
+    stream: bool = null_is_default(False)
     stream_options: StreamOptions | None = None
     user: str | None = Field(default=None, max_length=256)
     ignore_eos: bool = Field(
@@ -130,7 +131,7 @@ class ChatCompletionRequest(SamplingFields):
         min_length=1, max_length=MAX_MESSAGES
     )
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    logprobs: bool = False
+    logprobs: bool = null_is_default(False)
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     tools: list[ToolDef] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None

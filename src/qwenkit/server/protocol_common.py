@@ -30,6 +30,23 @@ def _holds_int(annotation: Any) -> bool:
     return any(_holds_int(arg) for arg in get_args(annotation))
 
 
+_FIELD_NOTES = ("title", "description", "default")  # about the field, not its values
+
+
+def _null_allowed(schema: dict[str, Any]) -> None:
+    """``json_schema_extra`` of a field that also takes null (see ``null_is_default``)."""
+    kept: dict[str, Any] = {key: schema.pop(key) for key in _FIELD_NOTES if key in schema}
+    inner = dict(schema)
+    schema.clear()
+    schema.update(kept, anyOf=[inner, {"type": "null"}])
+
+
+def null_is_default(default: Any, **constraints: Any) -> Any:
+    """A field for which null means its default. OpenAI's API types ``n``, ``stream``, ``logprobs``
+    and ``echo`` as nullable, and its clients send null for a parameter given as None."""
+    return Field(default=default, json_schema_extra=_null_allowed, **constraints)
+
+
 class Request(BaseModel):
     """Base of every request body: unknown fields are ignored, as OpenAI's API ignores them."""
 
@@ -49,6 +66,15 @@ class StrictRequest(Request):
             return data
         names = [n for n, f in cls.model_fields.items() if _holds_int(f.annotation) and n in data]
         return {**data, **{n: _integral(data[n]) for n in names}} if names else data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_as_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        nullable = (n for n, f in cls.model_fields.items() if f.json_schema_extra is _null_allowed)
+        nulls = {n for n in nullable if n in data and data[n] is None}
+        return {k: v for k, v in data.items() if k not in nulls} if nulls else data
 
 
 class Response(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from qwenkit.server.protocol_chat import SamplingFields
-from qwenkit.server.protocol_common import MAX_N, Response, UsageInfo
+from qwenkit.server.protocol_common import MAX_N, Response, UsageInfo, null_is_default
 
 MAX_PROMPTS = 32
 MAX_SEQUENCES = MAX_PROMPTS * MAX_N  # the most generations one request can start
@@ -24,7 +24,7 @@ class CompletionRequest(SamplingFields):
     )
     prompt: PromptText | Annotated[list[PromptText], Field(min_length=1, max_length=MAX_PROMPTS)]
     suffix: str | None = None
-    echo: bool = False
+    echo: bool = null_is_default(False)
     logprobs: int | None = Field(default=None, ge=0, le=20)
     best_of: int | None = Field(default=None, ge=1, le=1)  # only 1: no server-side reranking
 
