@@ -151,3 +151,37 @@ def test_an_answer_is_released_as_soon_as_it_cannot_be_a_call(pieces: list[str],
 def test_qwen3_coder_values_take_their_declared_type(text: str, schema: dict[str, object] | None,
                                                      expected: object) -> None:
     assert convert_value(text, schema) == expected
+
+
+NUMBERS = {"type": "object", "properties": {"n": {"type": "number"}, "a": {"type": "array"},
+                                            "o": {"type": "object"}}}
+NUMBERS_TOOL = [{"type": "function", "function": {"name": "f", "parameters": NUMBERS}}]
+_XML = "<tool_call>\n<function=f>\n<parameter={}>\n{}\n</parameter>\n</function>\n</tool_call>"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "json_answers"),
+    [
+        ("qwen3_coder", _XML.format("n", "1e400"), False),
+        ("qwen3_coder", _XML.format("a", "[NaN, Infinity]"), False),
+        ("qwen3_coder", _XML.format("o", '{"x": -Infinity}'), False),
+        ("hermes", '<tool_call>\n{"name": "f", "arguments": {"n": NaN}}\n</tool_call>', False),
+        ("hermes", '<tool_call>{"name": "f", "arguments": "{\\"n\\": Infinity}"}</tool_call>', False),
+        ("hermes", '<tool_call>{"name": "f", "arguments": {"n": 1e400}}</tool_call>', False),
+        ("hermes-json", '{"name": "f", "arguments": {"n": 1e400}}', True),
+    ],
+)
+def test_arguments_are_always_json_a_client_can_parse(fmt: str, text: str, json_answers: bool) -> None:
+    """Python's json reads NaN, Infinity and 1e400 (as inf) and writes them back as bare NaN/Infinity,
+    which JSON.parse and other strict parsers refuse: such a value stays text, or the block stays content."""
+    fmt = fmt.replace("_", "-")
+    out = parse_output(text, starts_in_reasoning=False,
+                       tool_parser=make_tool_parser(fmt, NUMBERS_TOOL, json_answers=json_answers))
+    def not_json(name: str) -> None:
+        pytest.fail(f"{name} in the arguments of {text!r}")
+
+    for call in out.tool_calls:
+        assert call.name == "f"
+        json.loads(call.arguments, parse_constant=not_json)
+    if not out.tool_calls:
+        assert out.content == text

@@ -8,6 +8,7 @@ newlines and gives calls their ids, so each format only decides what is a call.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
@@ -125,6 +126,23 @@ class ToolContext:
     json_answers: bool = False
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: json.loads makes it inf, which json.dumps writes as Infinity
+        raise ValueError(f"{text} overflows a double")
+    return value
+
+
+def strict_json(text: str) -> Any:
+    """``json.loads`` without Python's extensions: NaN, Infinity and numbers that overflow a double are
+    refused (ValueError), since arguments holding them would not parse in a client."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+
+
 def call_from_object(obj: Any, *, allow_extra_keys: bool) -> ParsedCall | None:
     """``{"name": str, "arguments": object | JSON-string}`` as a call, else None.
 
@@ -141,18 +159,21 @@ def call_from_object(obj: Any, *, allow_extra_keys: bool) -> ParsedCall | None:
     args = obj.get("arguments", {})
     if isinstance(args, str):  # some fine-tunes send the arguments already serialised
         try:
-            args = json.loads(args)
+            args = strict_json(args)
         except (ValueError, RecursionError):
             return None
     if not isinstance(args, dict):
         return None
-    return ParsedCall(name, json.dumps(args, ensure_ascii=False))
+    try:  # an object parsed by the caller may hold inf or NaN
+        return ParsedCall(name, json.dumps(args, ensure_ascii=False, allow_nan=False))
+    except ValueError:
+        return None
 
 
 def hermes_body(body: str) -> ParsedCall | None:
     """A Hermes block body: ``{"name": ..., "arguments": {...}}`` (other keys ignored)."""
     try:
-        obj = json.loads(body)
+        obj = strict_json(body)
     except (ValueError, RecursionError):
         return None
     return call_from_object(obj, allow_extra_keys=True)

@@ -27,6 +27,7 @@ from qwenkit.chat.tool_parsers.base import (
     ToolSet,
     call_from_object,
     hermes_body,
+    strict_json,
 )
 from qwenkit.chat.tool_parsers.json_prefix import JsonPrefixScanner, Scan
 
@@ -135,7 +136,7 @@ def _json_text(answer: str) -> str:
 def answer_calls(answer: str, tools: ToolSet) -> list[ParsedCall] | None:
     """The calls a JSON-only answer makes, or None unless every item is a valid declared call."""
     try:
-        value: Any = json.loads(_json_text(answer))
+        value: Any = strict_json(_json_text(answer))
     except (ValueError, RecursionError):
         return None
     items = value if isinstance(value, list) else [value]

@@ -24,7 +24,14 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from qwenkit.chat.tool_parsers.base import BlockParser, ParsedCall, ToolContext, ToolSet, hermes_body
+from qwenkit.chat.tool_parsers.base import (
+    BlockParser,
+    ParsedCall,
+    ToolContext,
+    ToolSet,
+    hermes_body,
+    strict_json,
+)
 
 _FUNCTION_OPEN = re.compile(r"\s*<function=([^>\n]+)>")
 _PARAMETER_OPEN = re.compile(r"\s*<parameter=([^>\n]+)>")
@@ -43,7 +50,7 @@ def _integer(text: str) -> Any:
 def _number(text: str) -> Any:
     if not _NUMBER.fullmatch(text):
         raise ValueError(text)
-    value = json.loads(text)
+    value = strict_json(text)  # 1e400 stays text, as in vLLM (whose conversion overflows)
     return int(value) if isinstance(value, float) and value.is_integer() and "." not in text else value
 
 
@@ -62,7 +69,7 @@ def _null(text: str) -> Any:
 
 def _json_of(kind: type) -> Callable[[str], Any]:
     def convert(text: str) -> Any:
-        value = json.loads(text)
+        value = strict_json(text)
         if not isinstance(value, kind):
             raise ValueError(text)
         return value
