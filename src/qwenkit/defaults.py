@@ -9,6 +9,9 @@ from enum import Enum
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct:q4_k_m"  # what `qwenkit run` / `serve` use without a REF
 MIN_CONTEXT = 64  # tokens: less cannot hold a chat template and an answer
+# tokens per sequence: 2**20, above Qwen2.5-*-1M's 1,010,000, the longest of the family; larger values
+# would also overflow llama.cpp's 32-bit context size once multiplied by the sequences served
+MAX_CONTEXT = 1 << 20
 
 
 class OutType(str, Enum):

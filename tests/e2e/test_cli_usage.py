@@ -8,6 +8,7 @@ are empty and the network closed here, so a command that got that far would fail
 from __future__ import annotations
 
 import importlib.metadata
+import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -56,6 +57,7 @@ USAGE_ERRORS: list[Case] = [
     ("run", ("run", "a", "b", "c"), 'usage: qwenkit run [REF] "prompt"'),
     ("run", ("run", "--context", "abc", "hi"), NOT_A_NUMBER),
     ("run", ("run", "--context", "10", "hi"), "greater than or equal to 64"),
+    ("run", ("run", "--context", "4294967296", "hi"), "less than or equal to 1048576"),  # wrapped to 0
     ("run", ("run", "--max-tokens", "0", "hi"), "invalid value for '--max-tokens'"),
     ("run", ("run", "--temperature", "9", "hi"), "invalid value for '--temperature'"),
     ("run", ("run", "--backend", "foo", "hi"), "'foo' is not a backend"),
@@ -213,3 +215,14 @@ def test_usage_errors_leave_the_caches_alone(env: dict[str, str]) -> None:
     for name in ("HF_HOME", "QWENKIT_HOME"):
         root = Path(env[name])
         assert not root.exists() or not any(root.rglob("*.gguf"))
+
+
+def test_serve_on_a_port_in_use_says_so_before_loading_a_model(env: dict[str, str]) -> None:
+    """uvicorn only logs a failed bind, after the model has loaded; the check binds first."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        proc = run_qwenkit("serve", "--port", str(port), env=env)  # the default model: not in the cache
+    assert (proc.returncode, proc.stdout) == (2, ""), proc.stderr
+    assert proc.stderr.splitlines()[0] == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"

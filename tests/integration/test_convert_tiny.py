@@ -121,11 +121,14 @@ def test_greedy_tokens_of_both_backends_agree(converted: tuple[Path, Path]) -> N
 
 
 def test_quantize_reports_the_fallbacks_of_a_narrow_model(
-    converted: tuple[Path, Path], tmp_path: Path
+    converted: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Width 64 is not a multiple of 256: every K-quant matrix falls back to a 32-block type."""
+    """Width 64 is not a multiple of 256: every K-quant matrix falls back to a 32-block type. (The f16
+    is converted from relative paths: llama.cpp's converter runs in its own folder.)"""
     _, gguf_path = converted
-    f16 = convert(converted[0], tmp_path / "tiny-F16.gguf", "f16").path
+    monkeypatch.chdir(tmp_path)
+    relative = Path(os.path.relpath(converted[0], tmp_path))
+    f16 = tmp_path / convert(relative, Path("tiny-F16.gguf"), "f16").path
     result = quantize(f16, "Q4_K_M", tmp_path / "tiny-Q4_K_M.gguf")
     assert result.fallbacks and {f.wanted for f in result.fallbacks} <= {"q4_K", "q6_K", "q5_K"}
     assert all(f.columns % 256 for f in result.fallbacks)

@@ -151,7 +151,7 @@ def test_with_no_room_the_gguf_is_read_directly(
     assert fake_writer == [] and not (home / "unpacked").exists()
 
 
-@pytest.mark.parametrize("value", ["lots", "-1"])
+@pytest.mark.parametrize("value", ["lots", "-1", "nan", "inf"])
 def test_a_bad_cap_is_a_clear_error(home: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv(CAP_ENV, value)
     with pytest.raises(UsageError, match=CAP_ENV):

@@ -63,7 +63,7 @@ def test_api_root_accepts_server_or_v1_urls() -> None:
     assert api_root("http://h:8000") == "http://h:8000"
     assert api_root("http://h:8000/v1/") == "http://h:8000"
     assert api_root("https://h/proxy/v1") == "https://h/proxy"
-    for bad in ("h:8000", "ftp://h", "http://"):
+    for bad in ("h:8000", "ftp://h", "http://", "http://h:99999", "http://h:abc", "http://[::1", "http://:80"):
         with pytest.raises(UsageError):
             api_root(bad)
 
@@ -137,6 +137,12 @@ def test_connect_without_models_or_with_a_bad_key_is_a_usage_error() -> None:
     unauthorized = Server({"/v1/models": lambda _: httpx.Response(401, json={"error": {"message": "no"}})})
     with pytest.raises(UsageError, match="api-key"):
         run(unauthorized.target().connect())
+    with pytest.raises(UsageError, match="not JSON"):  # some other web server
+        run(Server({"/v1/models": lambda _: httpx.Response(200, text="<html></html>")}).target().connect())
+    for listed in ([{"id": "m"}], {"data": [{"name": "m"}]}, {"data": ["m"]}):
+        with pytest.raises(UsageError, match="--model"):
+            server = Server({"/v1/models": lambda _, body=listed: httpx.Response(200, json=body)})
+            run(server.target().connect())
 
 
 def test_vllm_style_tokenize_counts_messages() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from qwenkit.convert import sources
 from qwenkit.convert.kl import BaseLogprobs, KLSummary, kl_estimate, score_rows
-from qwenkit.convert.perplexity import _uncertainty, plan_chunks
+from qwenkit.convert.perplexity import _uncertainty, perplexity, plan_chunks
 from qwenkit.convert.quantize_worker import parse_line
 from qwenkit.errors import FetchError, UsageError
 
@@ -93,6 +93,15 @@ def test_chunk_plan_follows_llama_perplexity() -> None:
         plan_chunks(5000, 511, None)
     with pytest.raises(UsageError, match="at least 1"):
         plan_chunks(5000, 512, 0)
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"), [(0, "even number"), (15, "even number"), (99_999_999_998, "needs at least")]
+)
+def test_a_context_is_checked_before_a_model_is_loaded(context: int, expected: str) -> None:
+    """llama.cpp would size a KV cache from a huge --context before the text was found too short."""
+    with pytest.raises(UsageError, match=expected):
+        perplexity("no-such-model.gguf", "word " * 1000, context=context)
 
 
 def test_uncertainty_is_llama_cpps_formula() -> None:

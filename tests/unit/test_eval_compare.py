@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -56,3 +57,12 @@ def test_compare_refuses_what_is_not_an_eval_report(tmp_path: Path) -> None:
         load_report(bogus)
     with pytest.raises(UsageError, match="no such report"):
         load_report(tmp_path / "missing.json")
+
+
+def test_a_report_with_a_field_of_the_wrong_kind_is_named(tmp_path: Path) -> None:
+    path = report_file(tmp_path, "edited", {0, 1})
+    data = json.loads(path.read_text())
+    data["speed"]["completion_tokens_mean"] = "abc"  # edited by hand
+    path.write_text(json.dumps(data))
+    with pytest.raises(UsageError, match=r"not a qwenkit eval report \(could not convert"):
+        load_report(path)

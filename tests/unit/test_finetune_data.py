@@ -107,6 +107,39 @@ def test_config_file_and_flags(tmp_path: Path) -> None:
     broken.write_text("base = \n")
     with pytest.raises(UsageError, match="is not valid"):
         TuneConfig.build({}, broken)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("base: modèle\n".encode("latin-1"))
+    with pytest.raises(UsageError, match="is not UTF-8 text"):
+        TuneConfig.build({}, latin1)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("lr: abc", "lr must be a number, got 'abc'"),
+        ("lr: .nan", "lr must be a number"),
+        ("epochs: .inf", "epochs must be a number"),
+        ("lr: true", "lr must be a number"),
+        ("batch_size: 2.5", "batch_size must be a whole number"),
+        ("seed: '3'", "seed must be a whole number"),
+        ("threads: 0", "threads must be a whole number of at least 1"),
+        ("qlora: 'yes'", "qlora must be true or false"),
+        ("target: [q_proj]", "target must be text"),
+    ],
+)
+def test_a_config_files_value_of_the_wrong_kind_is_named(tmp_path: Path, line: str, expected: str) -> None:
+    config = tmp_path / "tune.yaml"
+    config.write_text(f"base: m\ndata: d.jsonl\noutput: out\n{line}\n")
+    with pytest.raises(UsageError, match=expected):
+        TuneConfig.build({}, config)
+
+
+def test_yaml_exponents_without_a_dot_are_numbers(tmp_path: Path) -> None:
+    """PyYAML reads ``2e-4`` as a string (YAML 1.1 wants ``2.0e-4``); it is what the user meant."""
+    config = tmp_path / "tune.yaml"
+    config.write_text("base: m\ndata: d.jsonl\noutput: out\nlr: 2e-4\nepochs: 2\n")
+    built = TuneConfig.build({}, config)
+    assert built.lr == 2e-4 and built.epochs == 2.0
 
 
 def test_a_base_that_is_not_qwen_is_refused_before_loading(tmp_path: Path, qwen3_tokenizer_dir: Path) -> None:

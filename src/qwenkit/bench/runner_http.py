@@ -33,14 +33,32 @@ LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0"})
 
 def api_root(url: str) -> str:
     """``http://host:8000/v1/`` -> ``http://host:8000``: endpoints are joined to the server root."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise UsageError(
-            f"--url must be an http(s) URL such as http://127.0.0.1:8000, got {url!r}", param="url"
-        )
+    example = "http://127.0.0.1:8000"
+    refused = UsageError(f"--url must be an http(s) URL such as {example}, got {url!r}", param="url")
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018  (reading it checks it: a port of 99999 or "abc" raises ValueError)
+    except ValueError:
+        raise refused from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise refused
     path = parts.path.rstrip("/")
     path = path.removesuffix("/v1")
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _first_model(resp: Any, root: str) -> str:
+    """The first model id a ``/v1/models`` answer lists (OpenAI's shape: ``{"data": [{"id": ...}]}``)."""
+    try:
+        listed = resp.json() if resp.status_code == 200 else None
+    except ValueError:  # not JSON: some other web server
+        message = f"{root}/v1/models is not an OpenAI-compatible answer (not JSON)"
+        raise UsageError(message, param="url") from None
+    data = listed.get("data") if isinstance(listed, dict) else None
+    first = data[0] if isinstance(data, list) and data else None
+    if not isinstance(first, dict) or not isinstance(first.get("id"), str):
+        raise UsageError(f"{root}/v1/models lists no model; name one with --model", param="model")
+    return str(first["id"])
 
 
 def local_server_pids(url: str) -> tuple[int, ...]:
@@ -170,11 +188,7 @@ class HttpTarget:
         if resp.status_code == 401:
             raise UsageError(f"{self.root} refused the API key (HTTP 401); pass --api-key", param="api_key")
         if self._model is None:
-            data = resp.json().get("data") if resp.status_code == 200 else None
-            if not data:
-                message = f"{self.root}/v1/models lists no model; name one with --model"
-                raise UsageError(message, param="model")
-            self._model = str(data[0]["id"])
+            self._model = _first_model(resp, self.root)
         self.info = TargetInfo(kind="http", model=self._model, url=self.root)
 
     # ----- prompt counting ------------------------------------------------------------------

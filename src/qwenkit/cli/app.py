@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 import qwenkit
-from qwenkit.errors import EXIT_FAILED, EXIT_USAGE, QwenkitError
+from qwenkit.errors import EXIT_FAILED, EXIT_USAGE, QwenkitError, UsageError
 
 EXIT_INTERRUPTED = 130  # the shell's code for SIGINT
 
@@ -102,6 +102,15 @@ def warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {escape(one_line(message))}", highlight=False, soft_wrap=True)
 
 
+def path_error(exc: OSError) -> UsageError:
+    """A file or folder the command could not read or write (a missing output folder, a file where a
+    folder belongs): the path and the system's reason, as a usage error. Commands check the paths
+    they are given up front where they can; this is the net for the rest."""
+    where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else str(exc.filename)
+    reason = exc.strerror or type(exc).__name__
+    return UsageError(f"{where}: {reason}", hint="check the paths given on the command line and in its files")
+
+
 def report_error(exc: QwenkitError) -> int:
     print_error(exc.message, exc.hint)
     return exc.exit_code
@@ -149,6 +158,10 @@ def run_app(argv: list[str]) -> int:
     except (typer.Abort, KeyboardInterrupt):  # older click turns Ctrl-C into Abort, newer into Exit(130)
         err_console.print("aborted")
         return EXIT_INTERRUPTED
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a fault, with its traceback
+            raise
+        return report_error(path_error(exc))
     except Exception as exc:
         if isinstance(exc, CLICK_ERRORS.base):
             return report_click_error(exc, list(argv))

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from qwenkit.defaults import DEFAULT_MODEL, MIN_CONTEXT
+from qwenkit.defaults import DEFAULT_MODEL, MAX_CONTEXT, MIN_CONTEXT
 
 REF_HELP = "catalog id[:quant], Hub repo id, model directory or .gguf file (default: the default model)"
 THREADS_HELP = "CPU threads for decoding (default: the physical cores)"
@@ -57,7 +57,7 @@ def backend_option(default: str | None = "auto", help: str = "auto, llamacpp, tr
 
 
 def context_option(default: int | None = 4096, help: str = "context length in tokens, per sequence") -> Any:
-    return typer.Option(default, "--context", min=MIN_CONTEXT, help=help)
+    return typer.Option(default, "--context", min=MIN_CONTEXT, max=MAX_CONTEXT, help=help)
 
 
 BackendOption = backend_option()

@@ -92,9 +92,9 @@ def run_converter(
     command = [
         sys.executable,
         str(tree / "convert_hf_to_gguf.py"),
-        str(src),
+        str(src.resolve()),  # the converter runs in its own folder: a relative path would point there
         "--outfile",
-        str(tmp),
+        str(tmp.resolve()),
         "--outtype",
         outtype.value,
         *(["--mmproj"] if mmproj else []),

@@ -54,6 +54,19 @@ def read_text(path: str | Path) -> str:
         raise UsageError(f"{path} is not UTF-8 text", param="text") from None
 
 
+def check_context(context: int, text: str) -> None:
+    """Before llama.cpp sizes a context from it: an even chunk length that the text can fill twice
+    (every token holds at least one byte, so a text of fewer bytes cannot, whatever the tokenizer)."""
+    if context < 16 or context % 2:
+        raise UsageError(f"--context must be an even number of at least 16 tokens (got {context})")
+    if len(text.encode("utf-8")) < 2 * context:
+        raise UsageError(
+            f"the text has {len(text.encode('utf-8'))} bytes; perplexity at --context {context} needs at "
+            f"least {2 * context} tokens",
+            param="text",
+        )
+
+
 def plan_chunks(n_tokens: int, context: int, chunks: int | None) -> int:
     """How many chunks llama-perplexity would score: whole chunks only, at most ``chunks``."""
     if context < 16 or context % 2:
@@ -120,6 +133,7 @@ def perplexity(
     progress: Callable[[int, int, float], None] | None = None,
 ) -> tuple[PerplexityResult, BaseLogprobs]:
     """Score ``model`` on ``text``; also returns its own top-k, to serve as a KL base for others."""
+    check_context(context, text)
     with ChunkEvaluator(model, context, threads) as ev:
         tokens = ev.tokenize(text)
         n_chunks = plan_chunks(len(tokens), context, chunks)

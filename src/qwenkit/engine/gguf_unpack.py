@@ -17,6 +17,7 @@ replaced in place is unpacked afresh.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -48,8 +49,8 @@ class UnpackCache:
             gigabytes = float(raw) if raw else DEFAULT_CAP_GB
         except ValueError:
             raise UsageError(f"{CAP_ENV}={raw!r} is not a number of gigabytes", param=CAP_ENV) from None
-        if gigabytes < 0:
-            raise UsageError(f"{CAP_ENV}={raw!r} is negative", param=CAP_ENV)
+        if not math.isfinite(gigabytes) or gigabytes < 0:
+            raise UsageError(f"{CAP_ENV}={raw!r} is not a number of gigabytes of 0 or more", param=CAP_ENV)
         return cls(qwenkit_home() / "unpacked", int(gigabytes * 1e9))
 
     def entry(self, gguf: Path) -> Path:

@@ -13,7 +13,7 @@ from enum import Enum, Flag, auto
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from qwenkit.chat.tokenizer import Tokenizer
-from qwenkit.defaults import MIN_CONTEXT
+from qwenkit.defaults import MAX_CONTEXT, MIN_CONTEXT
 from qwenkit.engine.vllm_settings import VllmSettings
 from qwenkit.errors import ContextLengthError, UsageError
 
@@ -251,9 +251,14 @@ class BackendOptions:
     vllm: VllmSettings | None = None
 
     def __post_init__(self) -> None:
-        if self.context < MIN_CONTEXT:
-            raise UsageError(f"context must be at least {MIN_CONTEXT} tokens", param="context")
+        if not MIN_CONTEXT <= self.context <= MAX_CONTEXT:
+            raise UsageError(f"context must be {MIN_CONTEXT} to {MAX_CONTEXT} tokens", param="context")
         if self.parallel < 1:
             raise UsageError("parallel must be at least 1", param="parallel")
+        if self.context * self.parallel >= 1 << 31:  # llama.cpp holds context x parallel in 32 bits
+            raise UsageError(
+                f"context {self.context} x parallel {self.parallel} is more KV cells than llama.cpp can hold",
+                param="context",
+            )
         if self.threads is not None and self.threads < 1:
             raise UsageError("threads must be at least 1", param="threads")

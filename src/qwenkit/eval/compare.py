@@ -72,8 +72,11 @@ def summary_of(data: Mapping[str, Any], label: str) -> RunSummary:
             peak_rss_bytes=speed["peak_rss_bytes"], thinking_budget=config.get("thinking_budget"),
             items=dict(data["items"]),
         )
-    except (KeyError, TypeError) as exc:
+    except KeyError as exc:
         raise UsageError(f"{label} is not a qwenkit eval report (missing {exc})", param="compare") from None
+    except (TypeError, ValueError, AttributeError) as exc:  # a field of the wrong kind, e.g. edited by hand
+        reason = " ".join(str(exc).split())
+        raise UsageError(f"{label} is not a qwenkit eval report ({reason})", param="compare") from None
 
 
 def load_report(path: Path) -> RunSummary:

@@ -7,7 +7,9 @@ data size and the device; the chosen values are written into the run's report.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
@@ -42,6 +44,12 @@ class Overlong(str, Enum):
 
 
 _ENUMS: dict[str, type[Enum]] = {"data_format": DataFormat, "thinking": Thinking, "overlong": Overlong}
+# What a config file may give each setting (flags arrive typed): checked before any comparison.
+_FLOATS = frozenset({"lr", "lora_dropout", "eval_fraction", "epochs"})
+_INTS = frozenset({"max_length", "lora_r", "lora_alpha", "max_steps", "batch_size", "grad_accum", "seed",
+                   "eval_every", "save_every", "replay", "threads"})
+_BOOLS = frozenset({"skip_invalid", "qlora", "probe", "resume"})
+_STRINGS = frozenset({"base", "target", "device"})
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ class TuneConfig:
     def __post_init__(self) -> None:
         _check_positive(self, ("max_length", "batch_size", "grad_accum"))
         _check_positive(
-            self, ("lora_r", "lora_alpha", "max_steps", "eval_every", "save_every"), optional=True
+            self, ("lora_r", "lora_alpha", "max_steps", "eval_every", "save_every", "threads"), optional=True
         )
         if not 0.0 <= self.lora_dropout < 1.0:
             raise UsageError("lora_dropout must be in [0, 1)", param="lora_dropout")
@@ -142,16 +150,36 @@ def _coerce(name: str, value: Any) -> Any:
             raise UsageError(f"{name} {value!r} is not one of: {choices}", param=name) from None
     if name in ("data", "output", "eval_data"):
         return Path(str(value)).expanduser()
-    if name in ("lr", "lora_dropout", "eval_fraction", "epochs") and isinstance(value, int):
-        return float(value)
+    if name in _FLOATS:
+        return _number(name, value)
+    if name in _INTS and (isinstance(value, bool) or not isinstance(value, int)):
+        raise UsageError(f"{name} must be a whole number, got {value!r}", param=name)
+    if name in _BOOLS and not isinstance(value, bool):
+        raise UsageError(f"{name} must be true or false, got {value!r}", param=name)
+    if name in _STRINGS and not isinstance(value, str):
+        raise UsageError(f"{name} must be text, got {value!r}", param=name)
     return value
+
+
+def _number(name: str, value: Any) -> float:
+    """A finite number; also from text, since YAML reads ``lr: 2e-4`` (no dot) as a string."""
+    number: float | None = None
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        with contextlib.suppress(ValueError):
+            number = float(value)
+    if number is None or not math.isfinite(number):
+        raise UsageError(f"{name} must be a number, got {value!r}", param=name)
+    return number
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """A TOML (``.toml``) or YAML (``.yaml``/``.yml``) mapping of settings; a ``[tune]`` table is accepted."""
     if not path.is_file():
         raise UsageError(f"no config file at {path}", param="config")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"config file {path} is not UTF-8 text (byte {exc.start})", param="config") from None
     try:
         if path.suffix == ".toml":
             data: Any = tomllib.loads(text)

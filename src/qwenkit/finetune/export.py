@@ -18,7 +18,7 @@ from pathlib import Path
 
 from qwenkit.convert.output import atomic_output, check_target
 from qwenkit.convert.sources import CONVERTER_PARTS, llama_cpp_tree
-from qwenkit.errors import ConversionError, ModelNotFoundError, UsageError
+from qwenkit.errors import ConversionError, ModelFormatError, ModelNotFoundError, UsageError
 from qwenkit.finetune.merge import adapter_dir
 
 LORA_SCRIPT = "convert_lora_to_gguf.py"
@@ -31,10 +31,14 @@ _ARCHITECTURES = {
 
 def recorded_base(folder: Path) -> str | None:
     """The base a qwenkit-trained adapter names (qwenkit_tune.json), else peft's base_model_name_or_path."""
-    meta = folder / "qwenkit_tune.json"
-    if meta.is_file():
-        return str(json.loads(meta.read_text())["base"])
-    value = json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    meta, config = folder / "qwenkit_tune.json", folder / "adapter_config.json"
+    try:
+        if meta.is_file():
+            return str(json.loads(meta.read_text())["base"])
+        value = json.loads(config.read_text()).get("base_model_name_or_path")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not JSON, or not the expected shape
+        reason = f"{type(exc).__name__}: {exc}"
+        raise ModelFormatError(f"{folder} is not a readable LoRA adapter: {reason}") from None
     return str(value) if value else None
 
 
@@ -93,6 +97,7 @@ def export_gguf(
     tree = llama_cpp_tree((*CONVERTER_PARTS, LORA_SCRIPT))
     with tempfile.TemporaryDirectory(prefix="qwenkit-lora-") as tmp, atomic_output(target) as partial:
         config = _config_dir(base_path, Path(tmp))
-        command = [sys.executable, str(tree / LORA_SCRIPT), str(folder.resolve()), "--base", str(config)]
+        command = [sys.executable, str(tree / LORA_SCRIPT), str(folder.resolve())]
+        command += ["--base", str(config.resolve())]  # resolved: the script runs in its own folder
         _run([*command, "--outfile", str(partial.resolve()), "--outtype", outtype], tree)
     return target

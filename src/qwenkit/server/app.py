@@ -10,6 +10,7 @@ import contextlib
 import logging
 import math
 import signal
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 
 from qwenkit.engine.llm import LLM
 from qwenkit.engine.types import Capability
+from qwenkit.errors import UsageError
 from qwenkit.server import serving_chat, serving_completions, serving_tokens
 from qwenkit.server.admission import build_gate, metrics_response
 from qwenkit.server.auth import PUBLIC_PATHS, ApiKeyMiddleware, RedactingFilter, load_api_keys
@@ -207,10 +209,25 @@ def uvicorn_config(app: FastAPI, settings: ServerSettings) -> uvicorn.Config:
     )
 
 
+def check_address(host: str, port: int) -> None:
+    """Bind and release the address before the model loads (minutes, for a large one): a port in use
+    or an address this machine does not have is a usage error now, not a log line after the load."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(f"cannot listen on {host}:{port}: {reason}", param="port") from None
+
+
 def run_server(settings: ServerSettings, on_listening: Callable[[LLM, int], None] | None = None) -> None:
     """Load the model (a clean CLI error if that fails), then serve until SIGTERM/SIGINT and drain;
     ``on_listening(llm, port)`` once the socket is bound (the CLI prints its banner there)."""
     configure_logging(settings.log_level)
+    check_address(settings.host, settings.port)
     llm = load_model(settings)
     try:
         app = create_app(settings, llm)

@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from qwenkit.defaults import MAX_CONTEXT, MIN_CONTEXT
 from qwenkit.engine.image_prompt import CEILING, ImageRules
 from qwenkit.engine.vllm_settings import VllmSettings, parse_executor, parse_quantization
 from qwenkit.errors import UsageError
@@ -115,7 +116,7 @@ class ServerSettings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     backend: str = "auto"
     parallel: int = Field(default=4, ge=1, le=256)
-    context: int = Field(default=4096, ge=64)
+    context: int = Field(default=4096, ge=MIN_CONTEXT, le=MAX_CONTEXT)
     threads: int | None = Field(default=None, ge=1)
     served_model_name: str | None = None
     api_keys: Annotated[list[str], NoDecode] = Field(
