@@ -36,6 +36,7 @@ USAGE_ERRORS: list[Case] = [
     ("select", ("select", "--task", "code", "--context", "abc"), NOT_A_NUMBER),
     ("select", ("select", "--task", "code", "--context", "10"), "greater than or equal to 64"),
     ("select", ("select", "--task", "cooking"), "unknown task 'cooking'"),
+    ("select", ("select", "--task", "code", "--limit", "0"), "limit must be at least 1, not 0"),
     ("select", ("select", "--task", "code", "--memory", "lots"), "cannot read 'lots' as an amount of memory"),
     ("pull", ("pull", "--bogus"), UNKNOWN_OPTION),
     ("pull", ("pull", "a", "b"), EXTRA_ARGUMENT),
@@ -86,6 +87,8 @@ USAGE_ERRORS: list[Case] = [
     ("bench", ("bench", "x", "--concurrency", "0"), "concurrency values must be at least 1"),
     ("bench", ("bench", "x", "--context", "10"), "greater than or equal to 64"),
     ("bench", ("bench", "x", "--backend", "foo"), "'foo' is not a backend"),
+    ("bench", ("bench", "x", "--plot", "speed.svg"), "--plot must name a .png file"),  # before the run
+    ("bench", ("bench", "x", "--json", "/nonexistent-qwenkit/r.json"), "its folder does not exist"),
     ("doctor", ("doctor", "--bogus"), UNKNOWN_OPTION),
     ("doctor", ("doctor", "a", "b"), EXTRA_ARGUMENT),
     ("doctor", ("doctor", "--context", "abc"), NOT_A_NUMBER),

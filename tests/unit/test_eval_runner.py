@@ -166,3 +166,18 @@ def test_generation_settings(thinking: bool | None, budget: int | None, expected
     assert (settings.thinking, settings.thinking_budget, settings.max_tokens) == (
         expected_thinking, budget, expected_max)
     assert EvalConfig(max_tokens=77).settings(gsm8k, budget).max_tokens == 77
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("", "is empty"),
+        ("\n\n", ":1 is not JSON"),
+        ("not json at all\n", "is not a qwenkit eval results file"),  # was "is empty"
+    ],
+)
+def test_a_results_file_without_its_header_says_which(tmp_path: Path, content: str, expected: str) -> None:
+    out = tmp_path / "results.jsonl"
+    out.write_text(content)
+    with pytest.raises(UsageError, match=expected):
+        read_results(out)

@@ -262,3 +262,18 @@ def test_more_memory_never_picks_a_smaller_top_model():
 def test_moe_size_is_between_active_and_total():
     moe = load_catalog().get("qwen3-30b-a3b")
     assert moe.params_active < effective_params(moe) < moe.params_total
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"limit": 0}, "limit must be at least 1, not 0"),
+        ({"memory": 0}, "memory must be at least 1, not 0"),
+        ({"bandwidth": 0.0}, "bandwidth must be positive, not 0.0"),
+        ({"bandwidth": float("nan")}, "bandwidth must be positive, not nan"),
+    ],
+)
+def test_a_request_names_the_value_that_is_out_of_range(changes: dict[str, float], expected: str) -> None:
+    base = SelectRequest("code", "cpu", 64 * GB, 200 * GB, 4096)
+    with pytest.raises(UsageError, match=expected):
+        dataclasses.replace(base, **changes)

@@ -129,8 +129,11 @@ class SelectRequest:
             raise UsageError(f"unknown device {self.device!r}; choose cpu or cuda", param="device")
         if self.context < 1:
             raise UsageError(f"context must be a positive token count, not {self.context}", param="context")
-        if self.memory < 1 or self.bandwidth <= 0 or self.limit < 1:
-            raise UsageError("memory, bandwidth and limit must be positive", param="memory")
+        for name, value, smallest in (("memory", self.memory, 1), ("limit", self.limit, 1)):
+            if value < smallest:
+                raise UsageError(f"{name} must be at least {smallest}, not {value}", param=name)
+        if not self.bandwidth > 0:  # also NaN
+            raise UsageError(f"bandwidth must be positive, not {self.bandwidth}", param="bandwidth")
 
 
 @dataclass(frozen=True)

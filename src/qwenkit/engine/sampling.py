@@ -39,13 +39,13 @@ class SamplingOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    temperature: float | None = Field(default=None, allow_inf_nan=False, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, allow_inf_nan=False, ge=0.0, le=1.0)
     top_k: int | None = Field(default=None, ge=-1, le=1_000_000, description="-1 or 0: off")
-    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    repetition_penalty: float | None = Field(default=None, ge=0.01, le=10.0)
+    min_p: float | None = Field(default=None, allow_inf_nan=False, ge=0.0, le=1.0)
+    presence_penalty: float | None = Field(default=None, allow_inf_nan=False, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, allow_inf_nan=False, ge=-2.0, le=2.0)
+    repetition_penalty: float | None = Field(default=None, allow_inf_nan=False, ge=0.01, le=10.0)
     seed: int | None = Field(default=None, ge=SEED_MIN, le=SEED_MAX)
     logit_bias: LogitBias | None = Field(
         default=None,

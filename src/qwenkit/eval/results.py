@@ -75,8 +75,9 @@ def read_results(path: Path) -> tuple[dict[str, Any], list[ItemRecord]]:
             header = obj
         else:
             records.append(_record(obj, path, number))
-    if header is None:
-        raise UsageError(f"{path} is empty", param="out")
+    if header is None:  # no line, or a single one that is not JSON (taken above for a cut last line)
+        what = "is empty" if not any(line.strip() for line in lines) else "is not a qwenkit eval results file"
+        raise UsageError(f"{path} {what}", param="out")
     return header, records
 
 
