@@ -91,6 +91,16 @@ def report_dict(report: BenchReport) -> dict[str, object]:
     return dataclasses.asdict(report)
 
 
+def check_outputs(json_out: str | None, plot: Path | None) -> None:
+    """Before a run of minutes, not after it: where the report (``-``: stdout) and the plot will go."""
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise UsageError(f"--plot must name a .png file, got {plot}", param="plot")
+    report = None if json_out in (None, "-") else Path(str(json_out))
+    for option, target in (("json", report), ("plot", plot)):
+        if target is not None and not target.expanduser().resolve().parent.is_dir():
+            raise UsageError(f"--{option} {target}: its folder does not exist", param=option)
+
+
 def write_json(report: BenchReport, path: Path) -> None:
     path.write_text(json.dumps(report_dict(report), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 

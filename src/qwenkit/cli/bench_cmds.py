@@ -75,7 +75,7 @@ def bench(
     import asyncio
 
     from qwenkit.bench.progress import NullProgress, RichProgress
-    from qwenkit.bench.report import print_report, write_json
+    from qwenkit.bench.report import check_outputs, print_report, write_json
     from qwenkit.bench.run import BenchConfig, run_bench
     from qwenkit.bench.workload import Workload, parse_int_list
 
@@ -102,7 +102,7 @@ def bench(
         bandwidth=roofline,
     )
     json_out, plot, implicit = _default_outputs(json_out, plot, save)
-    _check_outputs(json_out, plot)
+    check_outputs(json_out, plot)
     to_stdout = json_out == "-"
     progress = NullProgress() if to_stdout else RichProgress(err_console)
     try:
@@ -119,16 +119,6 @@ def bench(
         err_console.print(f"report: {json_out}", highlight=False)
     if plot is not None:
         _write_plot(report, plot, implicit)
-
-
-def _check_outputs(json_out: str | None, plot: Path | None) -> None:
-    """Before a run of minutes, not after it: where the report and the plot will go."""
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise UsageError(f"--plot must name a .png file, got {plot}", param="plot")
-    report = None if json_out in (None, "-") else Path(str(json_out))
-    for option, target in (("json", report), ("plot", plot)):
-        if target is not None and not target.expanduser().resolve().parent.is_dir():
-            raise UsageError(f"--{option} {target}: its folder does not exist", param=option)
 
 
 def _write_plot(report: BenchReport, plot: Path, implicit: bool) -> None:
