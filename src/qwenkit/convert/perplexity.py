@@ -54,23 +54,27 @@ def read_text(path: str | Path) -> str:
         raise UsageError(f"{path} is not UTF-8 text", param="text") from None
 
 
+def _check_chunk_length(context: int) -> None:
+    if context < 16 or context % 2:
+        raise UsageError(f"--context must be an even number of at least 16 tokens (got {context})")
+
+
 def check_context(context: int, text: str) -> None:
     """Before llama.cpp sizes a context from it: an even chunk length that the text can fill twice
     (every token holds at least one byte, so a text of fewer bytes cannot, whatever the tokenizer)."""
-    if context < 16 or context % 2:
-        raise UsageError(f"--context must be an even number of at least 16 tokens (got {context})")
-    if len(text.encode("utf-8")) < 2 * context:
+    _check_chunk_length(context)
+    size = len(text.encode("utf-8"))
+    if size < 2 * context:
         raise UsageError(
-            f"the text has {len(text.encode('utf-8'))} bytes; perplexity at --context {context} needs at "
-            f"least {2 * context} tokens",
+            f"the text has {size} bytes; perplexity at --context {context} needs at least "
+            f"{2 * context} tokens",
             param="text",
         )
 
 
 def plan_chunks(n_tokens: int, context: int, chunks: int | None) -> int:
     """How many chunks llama-perplexity would score: whole chunks only, at most ``chunks``."""
-    if context < 16 or context % 2:
-        raise UsageError(f"--context must be an even number of at least 16 tokens (got {context})")
+    _check_chunk_length(context)
     if n_tokens < 2 * context:
         raise UsageError(
             f"the text has {n_tokens} tokens; perplexity at --context {context} needs at least {2 * context}",
