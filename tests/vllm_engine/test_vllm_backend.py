@@ -20,6 +20,7 @@ from qwenkit.engine.vllm_settings import VllmSettings
 from qwenkit.errors import ContextLengthError, UsageError
 
 CONTEXT = 512
+HANG_UP_TOKENS = 16_000  # see test_a_client_hanging_up_aborts_the_vllm_request
 GREEDY = SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
 
 
@@ -53,13 +54,13 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory, qwen3_tokenizer_dir: Pat
     return build_model(tmp_path_factory.mktemp("vllm-model"), qwen3_tokenizer_dir)
 
 
-def load_vllm(model_dir: Path, parallel: int, **fields: Any) -> Any:
+def load_vllm(model_dir: Path, parallel: int, context: int = CONTEXT, **fields: Any) -> Any:
     """The tests' vLLM engine: fp32, CONTEXT tokens, 15 % of the (CPU) memory (the main suite runs beside
     these tests), eager (torch.compile would add about 35 s to each start; test_vllm_serve_cli keeps it)."""
     from qwenkit.engine.vllm import VllmBackend
 
     settings = VllmSettings(gpu_memory_utilization=0.15, enforce_eager=True)
-    options = BackendOptions(context=CONTEXT, parallel=parallel, dtype="float32", vllm=settings, **fields)
+    options = BackendOptions(context=context, parallel=parallel, dtype="float32", vllm=settings, **fields)
     return VllmBackend.load(model_dir, options)
 
 
@@ -271,37 +272,54 @@ def test_a_json_schema_response_format_gives_valid_json(backend: object, model_d
             jsonschema.validate(json.loads(reply.choices[0].message.content or ""), ANSWER_SCHEMA)
 
 
-def test_a_client_hanging_up_aborts_the_vllm_request(backend: object, model_dir: Path) -> None:
-    """Closing a streamed response mid-way aborts the request inside vLLM (its own counter reaches 0)."""
+def test_a_client_hanging_up_aborts_the_vllm_request(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing a streamed response mid-way aborts the request inside vLLM: vLLM's own abort is called
+    for it and its counter of unfinished requests reaches 0.
+
+    The request asks for HANG_UP_TOKENS tokens, far more than this model makes in the time the client
+    takes to read three chunks on a loaded machine (about 9 ms a token here when quiet, so minutes; with
+    400 tokens, CI once saw the request finish first). vLLM aborts only a request that has not finished,
+    so the recorded abort shows that the hang-up, not the end of the request, ended it."""
     import httpx
     from _server_harness import live_server
 
     from qwenkit.engine.llm import LLM, facts_for
 
-    engine = backend._engine  # type: ignore[attr-defined]
-    llm = LLM(backend, facts_for(backend.tokenizer, model_dir, None))  # type: ignore[arg-type, attr-defined]
-    body = {
-        "model": "tiny",
-        "messages": [{"role": "user", "content": "Talk for a long time"}],
-        "max_tokens": 400,
-        "ignore_eos": True,
-        "stream": True,
-    }
-    url = "/v1/chat/completions"
-    with live_server(llm, served_model_name="tiny") as server:
-        with httpx.stream("POST", f"{server.base_url}{url}", json=body, timeout=120) as response:
-            assert response.status_code == 200
-            chunks = 0
-            for line in response.iter_lines():
-                chunks += line.startswith("data: ")
-                if chunks == 3:
-                    break
-            assert engine.output_processor.get_num_unfinished_requests() == 1  # still generating
-        deadline = time.monotonic() + 30
-        while engine.output_processor.get_num_unfinished_requests() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert engine.output_processor.get_num_unfinished_requests() == 0
-        assert backend.running() == 0  # type: ignore[attr-defined]
+    with load_vllm(model_dir, parallel=1, context=HANG_UP_TOKENS + 64) as backend:
+        engine = backend._engine
+        aborted: list[str] = []
+        vllm_abort = engine.abort
+
+        async def recording_abort(request_id: str, internal: bool = False) -> None:
+            aborted.append(request_id)
+            await vllm_abort(request_id, internal)
+
+        monkeypatch.setattr(engine, "abort", recording_abort)
+        llm = LLM(backend, facts_for(backend.tokenizer, model_dir, None))
+        body = {
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "Talk for a long time"}],
+            "max_tokens": HANG_UP_TOKENS,
+            "ignore_eos": True,
+            "stream": True,
+        }
+        with live_server(llm, served_model_name="tiny") as server:
+            url = f"{server.base_url}/v1/chat/completions"
+            with httpx.stream("POST", url, json=body, timeout=120) as response:
+                assert response.status_code == 200
+                chunks = 0
+                for line in response.iter_lines():
+                    chunks += line.startswith("data: ")
+                    if chunks == 3:
+                        break
+            deadline = time.monotonic() + 30
+            while engine.output_processor.get_num_unfinished_requests() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert engine.output_processor.get_num_unfinished_requests() == 0
+            assert len(aborted) == 1, aborted
+            assert backend.running() == 0
 
 
 def test_a_named_tool_choice_gives_a_parsed_tool_call(backend: object, model_dir: Path) -> None:
