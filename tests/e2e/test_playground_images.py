@@ -45,8 +45,10 @@ def test_an_attached_image_is_shown_counted_and_answered(
         caption = tab.page.wait_for_selector("#attachments .image-tokens:text-matches('\\\\d+ image tokens')")
         assert caption.inner_text() == f"{tokens} image tokens"
         tab.send(QUESTION, max_tokens=8, wait=False)
+        # Not .streaming: eight tokens may all arrive between two animation frames, so the page can
+        # draw the answer only once, finished.
         tab.page.wait_for_function(
-            "() => { const b = document.querySelector('article.msg-assistant.streaming .msg-body');"
+            "() => { const b = document.querySelector('article.msg-assistant .msg-body');"
             " return b !== null && b.textContent.length > 0; }",
             timeout=60_000,
         )

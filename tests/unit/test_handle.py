@@ -189,17 +189,33 @@ def test_a_steps_pushes_wake_each_event_loop_once_when_flushed() -> None:
     assert got == [0, 1, 2, 3] and calls == 1
 
 
+class _ParkSignal(threading.Condition):
+    """The handle's condition, telling when a consumer has parked on it (sleeps would race a slow start)."""
+
+    def __init__(self) -> None:
+        super().__init__(threading.Lock())
+        self.parked = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.parked.set()
+        return super().wait(timeout)
+
+
 def test_a_sync_consumer_sees_a_deferred_push_once_flushed() -> None:
     handle, wakeups = QueuedHandle(), Wakeups()
+    handle._cond = park = _ParkSignal()
     seen: list[int] = []
     consumer = threading.Thread(target=lambda: seen.extend(ev.token_id for ev in handle))
     consumer.start()
-    time.sleep(0.05)
+    assert park.parked.wait(10)
+    park.parked.clear()
     handle.push(TokenEvent(9), wakeups)
-    time.sleep(0.05)
-    assert seen == []  # blocked until the flush
+    time.sleep(0.05)  # a consumer woken by the push (the bug) has the time to take it
+    assert seen == [] and not park.parked.is_set()  # still parked: no wake-up until the flush
     wakeups.flush()
-    time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert seen == [9]
     handle.finish(FinishReason.STOP)
     consumer.join(2.0)

@@ -298,7 +298,11 @@ def test_cancelled_and_timed_out_waiters_leave_the_queue_and_leak_nothing() -> N
         with pytest.raises(OverloadedError, match="within"):
             await ctl.acquire("C")  # the queue timeout: no slot within 0.05 s
         assert (ctl.running, ctl.waiting) == (1, 0)
-        # A waiter handed the slot in the same instant it is cancelled passes the slot on.
+        held.release()
+        # A waiter handed the slot in the same instant it is cancelled passes the slot on (a controller
+        # without a queue timeout: a stall of 0.05 s on a loaded machine must not expire D and E).
+        ctl = AdmissionController(capacity=1, max_waiting=5)
+        held = await ctl.acquire("A")
         racer = asyncio.create_task(ctl.acquire("D"))
         nxt = asyncio.create_task(ctl.acquire("E"))
         await _settle()

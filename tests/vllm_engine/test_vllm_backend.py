@@ -20,7 +20,10 @@ from qwenkit.engine.vllm_settings import VllmSettings
 from qwenkit.errors import ContextLengthError, UsageError
 
 CONTEXT = 512
-HANG_UP_TOKENS = 16_000  # see test_a_client_hanging_up_aborts_the_vllm_request
+# Requests that must still be running when a test acts on them ask for LONG tokens on an engine whose
+# context holds them: about 9 ms a token here when quiet, so minutes, where a loaded CI machine once
+# let a 400-token request end before the client had read three chunks of it.
+LONG = 16_000
 GREEDY = SamplingParams(temperature=0.0, max_tokens=16, ignore_eos=True)
 
 
@@ -70,6 +73,41 @@ def backend(model_dir: Path) -> Iterator[object]:
         yield loaded
 
 
+@pytest.fixture(scope="module")
+def long_backend(model_dir: Path) -> Iterator[Any]:
+    """An engine whose context holds LONG generated tokens (see LONG)."""
+    with load_vllm(model_dir, parallel=1, context=LONG + 64) as loaded:
+        yield loaded
+
+
+@pytest.fixture
+def vllm_aborts(long_backend: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids vLLM's own abort is called with. vLLM aborts only a request that has not finished, so
+    an id here shows that a cancel or a hang-up, not the request's end, ended it."""
+    engine = long_backend._engine
+    aborted: list[str] = []
+    vllm_abort = engine.abort
+
+    async def recording_abort(request_id: str, internal: bool = False) -> None:
+        aborted.append(request_id)
+        await vllm_abort(request_id, internal)
+
+    monkeypatch.setattr(engine, "abort", recording_abort)
+    return aborted
+
+
+def wait_until_vllm_is_idle(backend: Any) -> None:
+    """Both counters, ours and vLLM's, reach 0 (an abort takes a moment to reach vLLM's)."""
+    engine = backend._engine
+    deadline = time.monotonic() + 60
+    while (backend.running() or engine.output_processor.get_num_unfinished_requests()) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    assert backend.running() == 0
+    assert engine.output_processor.get_num_unfinished_requests() == 0
+
+
 def prompt(backend: object) -> list[int]:
     return backend.tokenizer.encode_text("The tiny model answers")  # type: ignore[attr-defined]
 
@@ -112,21 +150,18 @@ def test_stop_token_ends_the_generation_without_being_emitted(backend: object) -
     assert tokens == first[: first.index(stop)] and handle.finish_reason is FinishReason.STOP
 
 
-def test_cancel_aborts_the_vllm_request(backend: object) -> None:
-    long = SamplingParams(temperature=0.0, max_tokens=400, ignore_eos=True)
-    handle = backend.submit(prompt(backend), long)  # type: ignore[attr-defined]
+def test_cancel_aborts_the_vllm_request(long_backend: Any, vllm_aborts: list[str]) -> None:
+    """After cancel() the stream ends (with what was pushed before it) and vLLM aborts the request."""
+    handle = long_backend.submit(
+        prompt(long_backend), SamplingParams(temperature=0.0, max_tokens=LONG, ignore_eos=True)
+    )
     stream = iter(handle)
     next(stream)
     handle.cancel()
-    assert list(stream) == [] and handle.finish_reason is FinishReason.CANCELLED
-    engine = backend._engine  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 30
-    while (backend.running() or engine.output_processor.get_num_unfinished_requests()) and (  # type: ignore[attr-defined]
-        time.monotonic() < deadline
-    ):
-        time.sleep(0.05)
-    assert backend.running() == 0  # type: ignore[attr-defined]
-    assert engine.output_processor.get_num_unfinished_requests() == 0
+    rest = list(stream)  # only tokens pushed before the cancel
+    assert handle.finish_reason is FinishReason.CANCELLED and len(rest) < LONG - 1
+    wait_until_vllm_is_idle(long_backend)
+    assert len(vllm_aborts) == 1, vllm_aborts
 
 
 def test_grammar_constrains_every_token(backend: object) -> None:
@@ -137,21 +172,29 @@ def test_grammar_constrains_every_token(backend: object) -> None:
     assert text.split(" ") in (["yes", "yes"], ["yes", "no"], ["no", "yes"], ["no", "no"]), text
 
 
-def test_injected_tokens_continue_the_generation(backend: object) -> None:
-    ids = prompt(backend)
-    handle = backend.submit(ids, SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True))  # type: ignore[attr-defined]
+def test_injected_tokens_continue_the_generation(long_backend: Any) -> None:
+    """Injected tokens come next, marked forced, and the model goes on from prompt + tokens so far. The
+    request is long, so the injection lands wherever the engine was when it saw it, never after the end."""
+    ids = prompt(long_backend)
+    handle = long_backend.submit(ids, SamplingParams(temperature=0.0, max_tokens=LONG, ignore_eos=True))
     stream = iter(handle)
-    first = next(stream)
-    forced = backend.tokenizer.encode_text(" forced words")  # type: ignore[attr-defined]
+    events = [next(stream)]
+    forced = long_backend.tokenizer.encode_text(" forced words")
     handle.inject(forced)
-    events = [first, *stream]
-    at = next(i for i, e in enumerate(events) if e.forced)
-    assert [e.token_id for e in events[at : at + len(forced)]] == forced
-    assert len(events) == 12 and handle.finish_reason is FinishReason.LENGTH
-    # What follows the injection is what the model says after prompt + tokens so far.
+    after = 12  # tokens the model writes after the forced ones, compared with a fresh request
+    at: int | None = None
+    for event in stream:
+        events.append(event)
+        at = at if at is not None or not event.forced else len(events) - 1
+        if at is not None and len(events) == at + len(forced) + after:
+            break
+    handle.cancel()
+    wait_until_vllm_is_idle(long_backend)  # the fresh request runs alone, as the continuation did
+    assert at is not None and [e.token_id for e in events[at : at + len(forced)]] == forced
+    assert not any(e.forced for e in events[at + len(forced) :])
     so_far = [e.token_id for e in events[: at + len(forced)]]
-    rest = SamplingParams(temperature=0.0, max_tokens=12 - len(so_far), ignore_eos=True)
-    again = [e.token_id for e in backend.submit(ids + so_far, rest)]  # type: ignore[attr-defined]
+    rest = SamplingParams(temperature=0.0, max_tokens=after, ignore_eos=True)
+    again = [e.token_id for e in long_backend.submit(ids + so_far, rest)]
     assert [e.token_id for e in events[at + len(forced) :]] == again
 
 
@@ -213,26 +256,17 @@ def test_bad_input_fails_at_submit(
 
 @pytest.mark.parametrize("budget", [8, 20])
 def test_the_thinking_budget_lands_as_on_the_other_backends(
-    backend: object, model_dir: Path, budget: int
+    long_backend: Any, model_dir: Path, budget: int
 ) -> None:
-    """As tests/integration/test_thinking_budget_tiny.py on transformers: the prompt opens <think>,
-    the budget forces Qwen's early-stop text (a new vLLM request continues after it), and the reasoning
-    ends within one token of the budget."""
-    from test_thinking_budget_tiny import OPEN_THINK_TEMPLATE, USER
+    """As tests/integration/test_thinking_budget_tiny.py on transformers: the prompt opens <think>, and
+    the budget forces Qwen's early-stop text (a new vLLM request continues after it)."""
+    from test_thinking_budget_tiny import OPEN_THINK_TEMPLATE, assert_the_budget_lands
 
     from qwenkit.engine.llm import LLM, facts_for
-    from qwenkit.engine.params import THINKING_EARLY_STOP
 
-    llm = LLM(backend, facts_for(backend.tokenizer, model_dir, None), template=OPEN_THINK_TEMPLATE)  # type: ignore[arg-type, attr-defined]
-    tok = llm.tokenizer
-    forced = [*tok.encode_text(THINKING_EARLY_STOP), tok.special_tokens["</think>"], *tok.encode_text("\n\n")]
-    result = llm.chat(
-        USER, thinking_budget=budget, max_tokens=budget + len(forced) + 12, temperature=0.0, ignore_eos=True
-    )
-    assert result.thinking_stopped_early == "budget"
-    assert budget + len(forced) - 1 <= result.usage.reasoning_tokens <= budget + len(forced)
-    assert result.reasoning.endswith(THINKING_EARLY_STOP.strip("\n"))
-    assert result.usage.completion_tokens > result.usage.reasoning_tokens and result.finish_reason == "length"
+    facts = facts_for(long_backend.tokenizer, model_dir, None)
+    assert_the_budget_lands(LLM(long_backend, facts, template=OPEN_THINK_TEMPLATE), budget)
+    wait_until_vllm_is_idle(long_backend)
 
 
 ANSWER_SCHEMA = {
@@ -273,53 +307,34 @@ def test_a_json_schema_response_format_gives_valid_json(backend: object, model_d
 
 
 def test_a_client_hanging_up_aborts_the_vllm_request(
-    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+    long_backend: Any, model_dir: Path, vllm_aborts: list[str]
 ) -> None:
-    """Closing a streamed response mid-way aborts the request inside vLLM: vLLM's own abort is called
-    for it and its counter of unfinished requests reaches 0.
-
-    The request asks for HANG_UP_TOKENS tokens, far more than this model makes in the time the client
-    takes to read three chunks on a loaded machine (about 9 ms a token here when quiet, so minutes; with
-    400 tokens, CI once saw the request finish first). vLLM aborts only a request that has not finished,
-    so the recorded abort shows that the hang-up, not the end of the request, ended it."""
+    """Closing a streamed response mid-way aborts the request inside vLLM: its abort is called for it
+    and its counter of unfinished requests reaches 0."""
     import httpx
     from _server_harness import live_server
 
     from qwenkit.engine.llm import LLM, facts_for
 
-    with load_vllm(model_dir, parallel=1, context=HANG_UP_TOKENS + 64) as backend:
-        engine = backend._engine
-        aborted: list[str] = []
-        vllm_abort = engine.abort
-
-        async def recording_abort(request_id: str, internal: bool = False) -> None:
-            aborted.append(request_id)
-            await vllm_abort(request_id, internal)
-
-        monkeypatch.setattr(engine, "abort", recording_abort)
-        llm = LLM(backend, facts_for(backend.tokenizer, model_dir, None))
-        body = {
-            "model": "tiny",
-            "messages": [{"role": "user", "content": "Talk for a long time"}],
-            "max_tokens": HANG_UP_TOKENS,
-            "ignore_eos": True,
-            "stream": True,
-        }
-        with live_server(llm, served_model_name="tiny") as server:
-            url = f"{server.base_url}/v1/chat/completions"
-            with httpx.stream("POST", url, json=body, timeout=120) as response:
-                assert response.status_code == 200
-                chunks = 0
-                for line in response.iter_lines():
-                    chunks += line.startswith("data: ")
-                    if chunks == 3:
-                        break
-            deadline = time.monotonic() + 30
-            while engine.output_processor.get_num_unfinished_requests() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert engine.output_processor.get_num_unfinished_requests() == 0
-            assert len(aborted) == 1, aborted
-            assert backend.running() == 0
+    llm = LLM(long_backend, facts_for(long_backend.tokenizer, model_dir, None))
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "Talk for a long time"}],
+        "max_tokens": LONG,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    with live_server(llm, served_model_name="tiny") as server:
+        url = f"{server.base_url}/v1/chat/completions"
+        with httpx.stream("POST", url, json=body, timeout=120) as response:
+            assert response.status_code == 200
+            chunks = 0
+            for line in response.iter_lines():
+                chunks += line.startswith("data: ")
+                if chunks == 3:
+                    break
+        wait_until_vllm_is_idle(long_backend)
+    assert len(vllm_aborts) == 1, vllm_aborts
 
 
 def test_a_named_tool_choice_gives_a_parsed_tool_call(backend: object, model_dir: Path) -> None:
