@@ -193,8 +193,9 @@ def test_a_message_gets_a_streamed_answer_and_live_figures(tab: Tab) -> None:
     assert "qwen3-0.6b" in facts and "4,096 tokens" in facts and "transformers" in facts
     # Qwen3 thinks by default: the thinking preset is filled in.
     assert tab.page.input_value("#temperature") == "0.6" and tab.page.input_value("#top_p") == "0.95"
-    tab.send("Hello there", max_tokens=48, wait=False)
-    # Text appears while the answer is still streaming, not only at the end.
+    tab.send("Hello there", max_tokens=200, wait=False)
+    # Text appears while the answer is still streaming, not only at the end (200 tokens: more than a few
+    # animation frames long on a loaded machine, where the page draws the streamed text).
     tab.page.wait_for_function(
         "() => { const b = document.querySelector('article.msg-assistant.streaming .msg-body');"
         " return b !== null && b.textContent.length > 0; }",
@@ -206,12 +207,12 @@ def test_a_message_gets_a_streamed_answer_and_live_figures(tab: Tab) -> None:
     (body,) = tab.chat_bodies()
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert body["messages"] == [{"role": "user", "content": "Hello there"}]
-    assert (body["temperature"], body["top_p"], body["top_k"], body["max_tokens"]) == (0.6, 0.95, 20, 48)
+    assert (body["temperature"], body["top_p"], body["top_k"], body["max_tokens"]) == (0.6, 0.95, 20, 200)
     assert body["enable_thinking"] is True and "thinking_budget" not in body
     tokens = re.fullmatch(r"(\d+) prompt \+ (\d+) answer = (\d+)", tab.page.inner_text("#fig-tokens"))
     assert tokens is not None
     prompt, completion, total = map(int, tokens.groups())
-    assert 0 < completion <= 48 and prompt > 0 and total == prompt + completion
+    assert 0 < completion <= 200 and prompt > 0 and total == prompt + completion
     assert re.fullmatch(r"\d+(\.\d+)? tok/s", tab.page.inner_text("#fig-speed"))
     assert re.fullmatch(r"\d+ ms|\d+\.\d\d s", tab.page.inner_text("#fig-ttft"))
     assert f"{total} of 4096" in tab.page.inner_text("#fig-context")

@@ -296,9 +296,14 @@ def _running(srv: LiveServer) -> int:
     return int(srv.app.state.server.gate.queue.running)
 
 
-def test_disconnect_mid_stream_frees_the_slot(tiny_llm: LLM) -> None:
-    with live_server(tiny_llm) as srv:
-        body = {"messages": USER, "max_tokens": 400, "stream": True, "temperature": 1.0}
+def test_disconnect_mid_stream_frees_the_slot(tiny_qwen3_dir: Path) -> None:
+    """The request asks for 8,000 tokens (tens of seconds on the tiny model), so it is still running when
+    the client hangs up however slow the machine; 400 tokens could end before a loaded client read one."""
+    with (
+        load(str(tiny_qwen3_dir), backend="transformers", context=8192, parallel=1, progress=False) as llm,
+        live_server(llm) as srv,
+    ):
+        body = {"messages": USER, "max_tokens": 8000, "stream": True, "temperature": 1.0, "ignore_eos": True}
         with (
             httpx.Client(base_url=srv.base_url, timeout=60) as http,
             http.stream("POST", "/v1/chat/completions", json=body) as response,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import shutil
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -147,16 +148,28 @@ def test_cancel_stops_the_stream_and_frees_the_slot(model_dir: Path) -> None:
 
 def test_injected_tokens_enter_the_kv_cache_as_if_sampled(backend: TransformersBackend) -> None:
     forced = [*backend.tokenizer.encode_text("Considering the limited time"), 151668]  # + </think>
-    handle = backend.submit(PROMPTS[1], SamplingParams(temperature=0.0, max_tokens=60, ignore_eos=True))
+    # Long enough that the injection lands however far the engine ran ahead of this reader; read until
+    # AFTER tokens follow the forced ones (a fixed window, wherever they landed).
+    after = 16
+    handle = backend.submit(PROMPTS[1], SamplingParams(temperature=0.0, max_tokens=480, ignore_eos=True))
     it = iter(handle)
     events = [next(it)]
     handle.inject(forced)
-    events += list(it)
+    for event in it:
+        events.append(event)
+        landed = [i for i, e in enumerate(events) if e.forced]
+        if landed and len(events) == landed[0] + len(forced) + after:
+            break
+    handle.cancel()
+    deadline = time.monotonic() + 60  # the comparisons below run alone, as the generation did
+    while backend.stats().running and time.monotonic() < deadline:
+        time.sleep(0.01)
     flags = [e.forced for e in events]
     start = flags.index(True)
     assert _ids(events[start : start + len(forced)]) == forced
     assert not any(flags[start + len(forced) :])
-    assert _ids(events[:start]) == _run(backend, PROMPTS[1])[:start]
+    before = SamplingParams(temperature=0.0, max_tokens=start, ignore_eos=True)
+    assert _ids(events[:start]) == _run(backend, PROMPTS[1], before)
     # What follows the forced tokens is the greedy continuation of the prompt plus everything so far.
     so_far = _ids(events[: start + len(forced)])
     tail = _ids(events[start + len(forced) :])
