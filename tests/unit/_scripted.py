@@ -3,6 +3,7 @@
 It emits a fixed reasoning stream until ``</think>`` appears in what it has emitted (sampled or
 injected), then a fixed answer. Tokens are produced on demand, when the consumer asks for the next
 one, so an ``inject`` made while handling token k is always what token k+1 is: positions are exact.
+A thinking budget in the params is counted as ``QueuedHandle`` counts it, with the same counter.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from qwenkit.chat.tokenizer import Tokenizer
+from qwenkit.engine.reasoning_budget import ReasoningCounter
 from qwenkit.engine.types import BackendKind, Capability, FinishReason, SamplingParams, Timings, TokenEvent
 
 
@@ -30,6 +32,12 @@ class ScriptedHandle:
     _cancelled: bool = False
     _reasoning_pos: int = 0
     _answer_pos: int = 0
+    _budget: ReasoningCounter | None = None
+
+    def __post_init__(self) -> None:
+        if self.params.reasoning_budget is not None:
+            self._budget = ReasoningCounter(self.params.reasoning_budget)
+            self._injected.extend(self._budget.start())
 
     @property
     def finish_reason(self) -> FinishReason | None:
@@ -41,6 +49,10 @@ class ScriptedHandle:
             self._finish = FinishReason.CANCELLED
 
     def inject(self, token_ids: Sequence[int]) -> None:
+        if self._budget is not None:
+            if self._budget.fired:
+                return
+            self._budget.stand_down()
         self._injected.extend(token_ids)
 
     def _next(self) -> TokenEvent | None:
@@ -65,6 +77,8 @@ class ScriptedHandle:
             else:
                 self._reasoning_pos += 1
         self.emitted.append(token)
+        if self._budget is not None:
+            self._injected.extend(self._budget.feed(token))
         if not self.timings.first_token:
             self.timings.first_token = time.perf_counter()
         self.timings.completion_tokens += 1

@@ -80,7 +80,8 @@ def test_a_template_that_always_thinks_keeps_the_budget_and_says_so() -> None:
     llm, backend = make_llm()  # its generation prompt always ends in <think>
     forced = early_stop_ids(llm)
     result = llm.chat(USER, thinking_budget=0, max_tokens=40)
-    assert backend.handles[-1].forced_positions == list(range(1, 1 + len(forced)))  # after the first token
+    assert backend.handles[-1].forced_positions == list(range(len(forced)))  # before any reasoning token
+    assert result.usage.reasoning_tokens == len(forced) - 1  # the early-stop text and </think>
     assert result.thinking_stopped_early == "budget"
     assert result.content == ANSWER
     assert result.warnings == (ALWAYS_THINKS,)

@@ -1,8 +1,9 @@
 """One chat generation, from TokenEvents to typed events: pure state, no I/O, no threads.
 
 The sync and async APIs (and the server) drive the same ``ChatRun``; they differ only in how they
-wait for the next TokenEvent. Order per token: detokenize -> stop strings -> output parser ->
-thinking budget / loop guard (which may ask the engine to inject Qwen's early-stop tokens).
+wait for the next TokenEvent. Order per token: detokenize -> stop strings -> output parser -> loop
+guard (which may ask the engine to inject Qwen's early-stop tokens). The thinking budget is counted
+where tokens are made (``engine/reasoning_budget.py``); here its forced early stop is only recorded.
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ class ChatRun:
         if self._stopped_by_string:
             return step
         self._completion += 1
+        if event.forced and self._early_stop is None and self._thinking.budget is not None:
+            self._early_stop = "budget"  # the engine's early stop at the budget (nothing else forces)
         before = self._parser.phase
         matched = self._stops.feed(self._detok.push(event.token_id))
         if matched.text:
@@ -147,19 +150,13 @@ class ChatRun:
 
     def _check_thinking(self, events: list[Event]) -> list[int]:
         control = self._thinking
-        if not control.early_stop_ids:
+        if not control.early_stop_ids or self._loop is None:
             return []
-        reason: str | None = None
-        if control.budget is not None and self._reasoning >= control.budget:
-            reason = "budget"
-        elif self._loop is not None:
-            text = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
-            report: LoopReport | None = self._loop.feed(text) if text else None
-            if report is not None:
-                reason = "loop"
-        if reason is None:
+        text = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+        report: LoopReport | None = self._loop.feed(text) if text else None
+        if report is None:
             return []
-        self._early_stop = reason
+        self._early_stop = "loop"
         return list(control.early_stop_ids)
 
     def _logprob_entry(self, event: TokenEvent) -> TokenLogprob:

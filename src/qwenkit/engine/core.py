@@ -115,7 +115,9 @@ class EngineCore:
             )
         self.runner.validate(params)
         eos = frozenset() if params.ignore_eos else self.tokenizer.eos_token_ids
-        handle = QueuedHandle(vocab_size=self.runner.vocab_size, on_cancel=self._wake)
+        handle = QueuedHandle(
+            vocab_size=self.runner.vocab_size, on_cancel=self._wake, reasoning_budget=params.reasoning_budget
+        )
         handle.timings.prompt_tokens = len(prompt)
         stop_ids = params.stop_token_ids | eos
         self._scheduler.submit(Sequence(prompt, params, handle, stop_ids, images=tuple(images)))

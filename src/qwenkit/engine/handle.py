@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
+from qwenkit.engine.reasoning_budget import ReasoningBudget, ReasoningCounter
 from qwenkit.engine.types import FinishReason, Timings, TokenEvent
 from qwenkit.errors import UsageError
 
@@ -70,7 +71,8 @@ class QueuedHandle:
 
     Events are consumed once: two consumers iterating the same handle split the stream.
     ``cancel`` ends the stream for the consumer at once; the engine notices ``cancelled`` on its
-    next step and frees the slot (``on_cancel`` lets it wake up for that).
+    next step and frees the slot (``on_cancel`` lets it wake up for that). With ``reasoning_budget``
+    the handle counts reasoning tokens as they are pushed and queues the early stop at the budget.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class QueuedHandle:
         vocab_size: int | None = None,
         on_cancel: Callable[[], None] | None = None,
         timings: Timings | None = None,
+        reasoning_budget: ReasoningBudget | None = None,
     ) -> None:
         self.timings = timings if timings is not None else Timings(submitted=time.perf_counter())
         self._vocab_size = vocab_size
@@ -86,6 +89,9 @@ class QueuedHandle:
         self._cond = threading.Condition(threading.Lock())
         self._events: deque[TokenEvent] = deque()
         self._injected: deque[int] = deque()
+        self._budget = ReasoningCounter(reasoning_budget) if reasoning_budget is not None else None
+        if self._budget is not None:
+            self._injected.extend(self._budget.start())
         self._waiters: list[Waiter] = []
         self._finish_reason: FinishReason | None = None
         self._error: BaseException | None = None
@@ -123,7 +129,9 @@ class QueuedHandle:
             self._on_cancel()
 
     def inject(self, token_ids: Sequence[int]) -> None:
-        """Queue tokens the engine feeds next as if sampled; ignored once the generation is over."""
+        """Queue tokens the engine feeds next as if sampled; ignored once the generation is over, or
+        once the thinking budget has queued its early stop (the thinking is already ending: the loop
+        guard, reading behind the engine, would end it twice). A caller's injection turns the budget off."""
         ids: list[int] = []
         for tid in token_ids:
             try:
@@ -134,8 +142,11 @@ class QueuedHandle:
                 raise UsageError(f"cannot inject token id {tid!r}: not in the vocabulary", param="token_ids")
             ids.append(value)
         with self._cond:
-            if not self._done:
-                self._injected.extend(ids)
+            if self._done or (self._budget is not None and self._budget.fired):
+                return
+            if self._budget is not None:
+                self._budget.stand_down()
+            self._injected.extend(ids)
 
     def __iter__(self) -> Iterator[TokenEvent]:
         while True:
@@ -204,6 +215,8 @@ class QueuedHandle:
                 self.timings.first_token = time.perf_counter()
             self.timings.completion_tokens += 1
             self._events.append(event)
+            if self._budget is not None:
+                self._injected.extend(self._budget.feed(event.token_id))
             if wakeups is not None:
                 wakeups.add(self)
                 return

@@ -31,6 +31,7 @@ from qwenkit.engine.params import (
     fallback_defaults,
     resolve_sampling,
 )
+from qwenkit.engine.reasoning_budget import ReasoningBudget
 from qwenkit.engine.registry import check_options, choose_backend
 from qwenkit.engine.types import Backend, BackendOptions, GenerationHandle, SamplingParams
 from qwenkit.errors import ContextLengthError
@@ -279,6 +280,15 @@ class LLM:
             budget=params.thinking_budget,
             loop_guard=params.thinking_loop_guard,
         )
+        if thinking.early_stop_ids and params.thinking_budget is not None:
+            budget = ReasoningBudget(
+                budget=params.thinking_budget,
+                early_stop_ids=thinking.early_stop_ids,
+                open_id=self.tokenizer.special_tokens.get("<think>"),
+                close_id=thinking.early_stop_ids[-1],
+                starts_in_reasoning=encoded.opens_reasoning,
+            )
+            sampling = replace(sampling, reasoning_budget=budget)
         warnings = tuple(encoded.warnings)
         wants_control = params.thinking_budget or params.thinking_loop_guard
         if wants_control and not thinking.early_stop_ids:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from qwenkit.chat.tokenizer import Tokenizer
 from qwenkit.defaults import MAX_CONTEXT, MIN_CONTEXT
+from qwenkit.engine.reasoning_budget import ReasoningBudget
 from qwenkit.engine.vllm_settings import VllmSettings
 from qwenkit.errors import ContextLengthError, UsageError
 
@@ -86,6 +87,8 @@ class SamplingParams:
     # Added to a token's logit before sampling (OpenAI's logit_bias: -100 bans, +100 forces).
     logit_bias: tuple[tuple[int, float], ...] = ()
     adapter: str | None = None  # a LoRA adapter loaded by name (BackendOptions.lora); None: the base
+    # Qwen's thinking budget, counted as tokens are made (engine/reasoning_budget.py); set by LLM.
+    reasoning_budget: ReasoningBudget | None = None
 
     def __post_init__(self) -> None:
         _check_range("temperature", self.temperature, 0.0, 2.0)

@@ -181,6 +181,7 @@ class VllmBackend:
         handle = QueuedHandle(
             vocab_size=self._vocab_size,
             on_cancel=lambda: self._call_soon(self._cancel, request_id),
+            reasoning_budget=params.reasoning_budget,
         )
         handle.timings.prompt_tokens = len(prompt)
         eos = frozenset() if params.ignore_eos else self.tokenizer.eos_token_ids
@@ -267,9 +268,12 @@ class VllmBackend:
         raise AssertionError("unreachable")
 
     async def _request(self, vllm_id: str, gen: _Generation, tokens: list[int]) -> FinishReason | None:
-        """One vLLM request over ``tokens``; None when it was cut short for injected tokens."""
+        """One vLLM request over ``tokens``; None when it was cut short for injected tokens (at once
+        after the token that queued them: the ones vLLM made past it are dropped, never pushed)."""
         from vllm.inputs import TokensPrompt
 
+        if gen.handle.has_injected:  # a zero thinking budget queues the early stop before any token
+            return None
         sampling = vllm_sampling(gen.params, gen.stop_ids, gen.params.max_tokens - gen.generated)
         top = gen.params.top_logprobs
         stream = self._engine.generate(
@@ -287,10 +291,10 @@ class VllmBackend:
                         return FinishReason.STOP
                     if self._emit(gen, tokens, token_event(token, row, top)):
                         return FinishReason.LENGTH
+                    if gen.handle.has_injected:
+                        return None
                 if completion.finish_reason is not None:
                     return _FINISH.get(completion.finish_reason, FinishReason.STOP)
-                if gen.handle.has_injected:
-                    return None
             return FinishReason.STOP
         finally:
             await stream.aclose()  # vLLM aborts a request whose stream closes before it finished

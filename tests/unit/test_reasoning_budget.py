@@ -1,0 +1,91 @@
+"""The thinking budget counted where tokens are made: ReasoningCounter, and QueuedHandle using it."""
+
+from __future__ import annotations
+
+import pytest
+
+from qwenkit.engine.handle import QueuedHandle
+from qwenkit.engine.reasoning_budget import ReasoningBudget, ReasoningCounter
+from qwenkit.engine.types import TokenEvent
+from qwenkit.errors import UsageError
+
+OPEN, CLOSE = 151667, 151668
+EARLY_STOP = (1000, 1001, CLOSE)  # stands for Qwen's early-stop text ending in </think>
+
+
+def spec(budget: int, *, starts_in_reasoning: bool = True) -> ReasoningBudget:
+    return ReasoningBudget(budget, EARLY_STOP, OPEN, CLOSE, starts_in_reasoning)
+
+
+def feed_all(counter: ReasoningCounter, tokens: list[int]) -> list[tuple[int, ...]]:
+    return [counter.feed(t) for t in tokens]
+
+
+def test_the_early_stop_comes_with_the_budget_th_reasoning_token_and_once() -> None:
+    counter = ReasoningCounter(spec(3))
+    assert counter.start() == ()
+    assert feed_all(counter, [5, 6, 7, 8, 9]) == [(), (), EARLY_STOP, (), ()]
+    assert counter.fired
+
+
+def test_counting_starts_at_a_generated_think_and_counts_it() -> None:
+    counter = ReasoningCounter(spec(2, starts_in_reasoning=False))
+    assert counter.start() == ()
+    assert feed_all(counter, [5, 6, OPEN, 7, 8]) == [(), (), (), EARLY_STOP, ()]
+
+
+def test_a_thinking_that_ends_within_the_budget_is_left_alone() -> None:
+    counter = ReasoningCounter(spec(3))
+    assert feed_all(counter, [5, CLOSE, 6, 7, 8, 9]) == [()] * 6
+    assert not counter.fired
+
+
+def test_a_zero_budget_stops_before_the_first_token_of_an_open_thinking() -> None:
+    assert ReasoningCounter(spec(0)).start() == EARLY_STOP
+    later = ReasoningCounter(spec(0, starts_in_reasoning=False))
+    assert later.start() == () and later.feed(OPEN) == EARLY_STOP
+
+
+def test_another_injection_stands_the_budget_down() -> None:
+    counter = ReasoningCounter(spec(2))
+    counter.feed(5)
+    counter.stand_down()
+    assert feed_all(counter, [6, 7, 8]) == [(), (), ()] and not counter.fired
+
+
+def test_the_handle_queues_the_early_stop_at_the_budget_however_far_behind_the_reader_is() -> None:
+    handle = QueuedHandle(reasoning_budget=spec(4))
+    for position in range(4):  # nobody reads: the engine runs ahead
+        assert not handle.has_injected
+        handle.push(TokenEvent(10 + position))
+    assert handle.take_injected() == list(EARLY_STOP)
+    for token in EARLY_STOP:
+        handle.push(TokenEvent(token, forced=True))
+    handle.push(TokenEvent(20))
+    assert not handle.has_injected
+
+
+def test_a_zero_budget_handle_starts_with_the_early_stop_queued() -> None:
+    assert QueuedHandle(reasoning_budget=spec(0)).take_injected() == list(EARLY_STOP)
+
+
+def test_the_loop_guard_cannot_stop_the_thinking_twice() -> None:
+    """The consumer's loop guard reads behind the engine: once the budget has queued the early stop,
+    its own is dropped; one queued first turns the budget off."""
+    fired = QueuedHandle(reasoning_budget=spec(1))
+    fired.push(TokenEvent(10))
+    fired.inject(list(EARLY_STOP))
+    assert fired.take_injected() == list(EARLY_STOP)  # once
+    guarded = QueuedHandle(reasoning_budget=spec(2))
+    guarded.push(TokenEvent(10))
+    guarded.inject(list(EARLY_STOP))
+    assert guarded.take_injected() == list(EARLY_STOP)
+    guarded.push(TokenEvent(11))
+    assert not guarded.has_injected
+
+
+def test_a_budget_is_checked_where_it_is_made() -> None:
+    with pytest.raises(UsageError, match="non-negative"):
+        spec(-1)
+    with pytest.raises(ValueError, match="</think>"):
+        ReasoningBudget(2, (1000, 1001), OPEN, CLOSE, True)
