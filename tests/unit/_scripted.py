@@ -48,12 +48,13 @@ class ScriptedHandle:
         if self._finish is None:
             self._finish = FinishReason.CANCELLED
 
-    def inject(self, token_ids: Sequence[int]) -> None:
+    def inject(self, token_ids: Sequence[int]) -> bool:
+        if self._finish is not None or (self._budget is not None and self._budget.thinking_over):
+            return False
         if self._budget is not None:
-            if self._budget.fired:
-                return
             self._budget.stand_down()
         self._injected.extend(token_ids)
+        return True
 
     def _next(self) -> TokenEvent | None:
         if self._cancelled or self._finish is not None:

@@ -58,6 +58,17 @@ def test_thinking_budget_forces_early_stop_at_the_budget(budget: int) -> None:
     assert result.reasoning.endswith(THINKING_EARLY_STOP.strip("\n"))
 
 
+def test_blank_lines_in_the_reasoning_do_not_end_the_count() -> None:
+    """Qwen writes a blank line as one token (271), the last of the early-stop ids: the count goes on
+    over it, and the model's own </think> is what ends the thinking."""
+    paragraphs = "\n\n".join(f"Step {i}: consider case {i}" for i in range(30))
+    llm, backend = make_llm(reasoning=paragraphs)
+    assert 271 in backend.reasoning[:20] and early_stop_ids(llm)[-1] == 271
+    result = llm.chat(USER, thinking_budget=40)
+    assert backend.handles[-1].forced_positions == list(range(40, 40 + len(early_stop_ids(llm))))
+    assert result.thinking_stopped_early == "budget" and result.content == ANSWER
+
+
 def test_no_budget_lets_reasoning_run_to_its_end() -> None:
     llm, backend = make_llm(reasoning="Short thought.\n</think>\n\n")
     result = llm.chat(USER)

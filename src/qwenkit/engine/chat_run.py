@@ -65,7 +65,8 @@ class TokenStep:
 
 @dataclass(frozen=True)
 class ThinkingControl:
-    """How reasoning may be cut short; ``early_stop_ids`` is Qwen's text ending in ``</think>``."""
+    """How reasoning may be cut short. ``early_stop_ids``: Qwen's early-stop text, ``</think>``, a blank
+    line."""
 
     early_stop_ids: tuple[int, ...] = ()
     budget: int | None = None
@@ -120,7 +121,7 @@ class ChatRun:
             return step
         self._completion += 1
         if event.forced and self._early_stop is None and self._thinking.budget is not None:
-            self._early_stop = "budget"  # the engine's early stop at the budget (nothing else forces)
+            self._early_stop = "budget"  # the handle's early stop at the budget: LLM forces nothing else
         before = self._parser.phase
         matched = self._stops.feed(self._detok.push(event.token_id))
         if matched.text:
@@ -135,6 +136,11 @@ class ChatRun:
             step.inject = self._check_thinking(step.events)
         self._events.extend(step.events)
         return step
+
+    def early_stop_refused(self) -> None:
+        """The handle refused the loop guard's early stop (the thinking was over, or the budget's early
+        stop was queued first): the next forced tokens, if any, are the budget's."""
+        self._early_stop = None
 
     def _count_reasoning(self, before: Phase, after: Phase) -> None:
         """A token is reasoning if its text went to reasoning: tokens the parser held undecided

@@ -128,10 +128,11 @@ class QueuedHandle:
         if self._on_cancel is not None:
             self._on_cancel()
 
-    def inject(self, token_ids: Sequence[int]) -> None:
-        """Queue tokens the engine feeds next as if sampled; ignored once the generation is over, or
-        once the thinking budget has queued its early stop (the thinking is already ending: the loop
-        guard, reading behind the engine, would end it twice). A caller's injection turns the budget off."""
+    def inject(self, token_ids: Sequence[int]) -> bool:
+        """Queue tokens the engine feeds next as if sampled; True if queued. Refused once the generation
+        is over and, with a reasoning budget, once the thinking is over or its early stop is queued:
+        the loop guard reads behind the engine, and its early stop would land in the answer or end the
+        thinking twice. An accepted injection turns the budget off."""
         ids: list[int] = []
         for tid in token_ids:
             try:
@@ -142,11 +143,12 @@ class QueuedHandle:
                 raise UsageError(f"cannot inject token id {tid!r}: not in the vocabulary", param="token_ids")
             ids.append(value)
         with self._cond:
-            if self._done or (self._budget is not None and self._budget.fired):
-                return
+            if self._done or (self._budget is not None and self._budget.thinking_over):
+                return False
             if self._budget is not None:
                 self._budget.stand_down()
             self._injected.extend(ids)
+            return True
 
     def __iter__(self) -> Iterator[TokenEvent]:
         while True:

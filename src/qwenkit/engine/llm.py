@@ -81,8 +81,8 @@ class ChatStream:
 
     def _on_token(self, event: Any) -> list[Event]:
         step = self._run.on_token(event)
-        if step.inject:
-            self.handle.inject(step.inject)
+        if step.inject and not self.handle.inject(step.inject):
+            self._run.early_stop_refused()  # the engine's thinking was already over, or ending
         if step.stop:
             self.handle.cancel()
         return step.events
@@ -280,12 +280,12 @@ class LLM:
             budget=params.thinking_budget,
             loop_guard=params.thinking_loop_guard,
         )
-        if thinking.early_stop_ids and params.thinking_budget is not None:
+        if thinking.early_stop_ids and (params.thinking_budget is not None or params.thinking_loop_guard):
             budget = ReasoningBudget(
                 budget=params.thinking_budget,
                 early_stop_ids=thinking.early_stop_ids,
                 open_id=self.tokenizer.special_tokens.get("<think>"),
-                close_id=thinking.early_stop_ids[-1],
+                close_id=self.tokenizer.special_tokens["</think>"],
                 starts_in_reasoning=encoded.opens_reasoning,
             )
             sampling = replace(sampling, reasoning_budget=budget)

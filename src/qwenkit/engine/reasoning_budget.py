@@ -19,19 +19,20 @@ from qwenkit.errors import UsageError
 
 @dataclass(frozen=True)
 class ReasoningBudget:
-    """At most ``budget`` reasoning tokens, then ``early_stop_ids`` (Qwen's text ending in ``</think>``)."""
+    """At most ``budget`` reasoning tokens (None: no limit, only the end of the thinking is tracked),
+    then ``early_stop_ids``: Qwen's early-stop text, ``</think>`` and the blank line after it."""
 
-    budget: int
+    budget: int | None
     early_stop_ids: tuple[int, ...]
     open_id: int | None  # <think>; None where the tokenizer has none (reasoning only from the prompt)
     close_id: int  # </think>
     starts_in_reasoning: bool
 
     def __post_init__(self) -> None:
-        if not isinstance(self.budget, int) or self.budget < 0:
+        if self.budget is not None and (not isinstance(self.budget, int) or self.budget < 0):
             raise UsageError("thinking_budget must be a non-negative integer", param="thinking_budget")
-        if not self.early_stop_ids or self.early_stop_ids[-1] != self.close_id:
-            raise ValueError("the early-stop text must end in </think>")
+        if self.close_id not in self.early_stop_ids:
+            raise ValueError("the early-stop text must hold </think>")
 
 
 class ReasoningCounter:
@@ -41,8 +42,14 @@ class ReasoningCounter:
         self._spec = spec
         self._reasoning = spec.starts_in_reasoning
         self._count = 0
-        self._over = False  # the thinking ended, or the early stop was queued, or a caller took over
+        self._armed = spec.budget is not None
         self.fired = False  # the budget queued the early stop
+        self.closed = False  # </think> was emitted (the model's own or a forced one)
+
+    @property
+    def thinking_over(self) -> bool:
+        """The early stop is queued or the thinking has ended: another early stop would land in the answer."""
+        return self.fired or self.closed
 
     def start(self) -> tuple[int, ...]:
         """What to inject before the first token: the early stop for a zero budget in open reasoning."""
@@ -50,24 +57,25 @@ class ReasoningCounter:
 
     def feed(self, token_id: int) -> tuple[int, ...]:
         """Count one emitted token; the early-stop ids when this one reached the budget."""
-        if self._over:
+        if self.closed:
             return ()
         if not self._reasoning:
             if token_id != self._spec.open_id:
                 return ()
             self._reasoning = True
         elif token_id == self._spec.close_id:
-            self._over = True
+            self.closed = True
             return ()
         self._count += 1
         return self._check()
 
     def stand_down(self) -> None:
-        """Another injection (the loop guard's early stop, a caller's tokens) decides from here."""
-        self._over = True
+        """Another injection (the loop guard's early stop) decides from here: the budget will not fire."""
+        self._armed = False
 
     def _check(self) -> tuple[int, ...]:
-        if self._over or not self._reasoning or self._count < self._spec.budget:
+        budget = self._spec.budget
+        if not self._armed or not self._reasoning or budget is None or self._count < budget:
             return ()
-        self._over = self.fired = True
+        self._armed, self.fired = False, True
         return self._spec.early_stop_ids

@@ -161,8 +161,9 @@ class GenerationHandle(Protocol):
     def cancel(self) -> None:
         """Stop now; the slot and its KV are freed within one engine step."""
 
-    def inject(self, token_ids: Sequence[int]) -> None:
-        """Feed these tokens next, as if sampled (e.g. Qwen's thinking early-stop text)."""
+    def inject(self, token_ids: Sequence[int]) -> bool:
+        """Feed these tokens next, as if sampled (e.g. Qwen's thinking early-stop text); False if the
+        generation is over, or its thinking is (see ``QueuedHandle.inject``)."""
 
     def __iter__(self) -> Iterator[TokenEvent]: ...
 
