@@ -57,7 +57,7 @@ def assert_the_budget_lands(llm: LLM, budget: int) -> None:
     assert result.finish_reason == "length" and events
 
 
-@pytest.mark.parametrize("budget", [8, 20])
+@pytest.mark.parametrize("budget", [0, 8, 20])
 def test_budget_forces_the_early_stop_and_the_answer_goes_on(llm: LLM, budget: int) -> None:
     assert_the_budget_lands(llm, budget)
 

@@ -106,6 +106,7 @@ def test_loop_guard_ends_repeating_thinking() -> None:
     loop = "I should check whether the number is prime by trial division. " * 30
     llm, backend = make_llm(reasoning=loop)
     result = llm.chat(USER, thinking_loop_guard=True)
+    assert backend.submitted[-1][1].reasoning_budget is not None  # the handle tracks the thinking's end
     assert result.thinking_stopped_early == "loop"
     assert result.content == ANSWER
     assert backend.handles[-1].forced_positions  # injected

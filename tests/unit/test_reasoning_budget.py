@@ -40,7 +40,12 @@ def test_without_a_budget_only_the_end_of_the_thinking_is_tracked() -> None:
 def test_counting_starts_at_a_generated_think_and_counts_it() -> None:
     counter = ReasoningCounter(spec(2, starts_in_reasoning=False))
     assert counter.start() == ()
-    assert feed_all(counter, [5, 6, OPEN, 7, 8]) == [(), (), (), EARLY_STOP, ()]
+    assert feed_all(counter, [OPEN, 7, 8]) == [(), EARLY_STOP, ()]
+
+
+def test_a_think_inside_an_answer_without_thinking_is_not_counted() -> None:
+    counter = ReasoningCounter(spec(1, starts_in_reasoning=False))
+    assert feed_all(counter, [5, 6, OPEN, 7, 8]) == [()] * 5 and not counter.thinking_over
 
 
 def test_a_thinking_that_ends_within_the_budget_is_left_alone() -> None:
@@ -129,6 +134,8 @@ def test_a_loop_guard_refused_behind_the_budget_leaves_the_budget_named() -> Non
     handle.finish(FinishReason.STOP)
     control = ThinkingControl(early_stop_ids=early_stop, budget=budget, loop_guard=True)
     run = ChatRun(tok, prompt_tokens=10, starts_in_reasoning=True, thinking=control)
+    guarded = ChatRun(tok, prompt_tokens=10, starts_in_reasoning=True, thinking=control)
+    assert any(guarded.on_token(TokenEvent(t)).inject for t in loop[:budget])  # the guard does fire here
     stream = ChatStream(handle, run)
     result = stream.result()
     assert result.thinking_stopped_early == "budget"

@@ -254,7 +254,7 @@ def test_bad_input_fails_at_submit(
         backend.submit(ids, params)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("budget", [8, 20])
+@pytest.mark.parametrize("budget", [0, 8, 20])
 def test_the_thinking_budget_lands_as_on_the_other_backends(
     backend: Any, model_dir: Path, budget: int
 ) -> None:

@@ -139,8 +139,9 @@ class ChatRun:
 
     def early_stop_refused(self) -> None:
         """The handle refused the loop guard's early stop (the thinking was over, or the budget's early
-        stop was queued first): the next forced tokens, if any, are the budget's."""
+        stop was queued first): the next forced tokens, if any, are the budget's; the guard is done."""
         self._early_stop = None
+        self._loop = None
 
     def _count_reasoning(self, before: Phase, after: Phase) -> None:
         """A token is reasoning if its text went to reasoning: tokens the parser held undecided

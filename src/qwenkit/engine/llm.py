@@ -81,7 +81,7 @@ class ChatStream:
 
     def _on_token(self, event: Any) -> list[Event]:
         step = self._run.on_token(event)
-        if step.inject and not self.handle.inject(step.inject):
+        if step.inject and self.handle.inject(step.inject) is False:
             self._run.early_stop_refused()  # the engine's thinking was already over, or ending
         if step.stop:
             self.handle.cancel()

@@ -6,8 +6,9 @@ consumer that counted instead would inject only once it had read the budget-th t
 running ahead of it (a loaded machine, vLLM's separate process) let the reasoning run past the budget
 by as many tokens as the consumer was behind.
 
-Counting is by token id: reasoning starts at the prompt's open ``<think>`` or at a generated one, and
-every token from there counts (``<think>`` included) until ``</think>``, as ``ChatRun`` counts them.
+Counting is by token id: reasoning starts at the prompt's open ``<think>`` or at a ``<think>`` that is
+the first generated token (as Qwen3 writes it), and every token from there counts (``<think>``
+included) until ``</think>``, as ``ChatRun`` counts them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ReasoningCounter:
     def __init__(self, spec: ReasoningBudget) -> None:
         self._spec = spec
         self._reasoning = spec.starts_in_reasoning
+        self._first = True  # no token seen yet: only the first may open the thinking
         self._count = 0
         self._armed = spec.budget is not None
         self.fired = False  # the budget queued the early stop
@@ -57,11 +59,12 @@ class ReasoningCounter:
 
     def feed(self, token_id: int) -> tuple[int, ...]:
         """Count one emitted token; the early-stop ids when this one reached the budget."""
+        first, self._first = self._first, False
         if self.closed:
             return ()
         if not self._reasoning:
-            if token_id != self._spec.open_id:
-                return ()
+            if not first or token_id != self._spec.open_id:
+                return ()  # an answer without thinking: a <think> later in it is not one
             self._reasoning = True
         elif token_id == self._spec.close_id:
             self.closed = True
