@@ -49,10 +49,8 @@ class ScriptedHandle:
             self._finish = FinishReason.CANCELLED
 
     def inject(self, token_ids: Sequence[int]) -> bool:
-        if self._finish is not None or (self._budget is not None and self._budget.thinking_over):
+        if self._finish is not None or (self._budget is not None and not self._budget.accept_injection()):
             return False
-        if self._budget is not None:
-            self._budget.stand_down()
         self._injected.extend(token_ids)
         return True
 

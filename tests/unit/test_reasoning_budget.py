@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qwenkit.engine.handle import QueuedHandle
+from qwenkit.engine.params import ChatParams
 from qwenkit.engine.reasoning_budget import ReasoningBudget, ReasoningCounter
 from qwenkit.engine.types import TokenEvent
 from qwenkit.errors import UsageError
@@ -63,8 +64,15 @@ def test_a_zero_budget_stops_before_the_first_token_of_an_open_thinking() -> Non
 def test_another_injection_stands_the_budget_down() -> None:
     counter = ReasoningCounter(spec(2))
     counter.feed(5)
-    counter.stand_down()
+    assert counter.accept_injection()
     assert feed_all(counter, [6, 7, 8]) == [(), (), ()] and not counter.fired
+
+
+@pytest.mark.parametrize("ends", ["budget", "close"])
+def test_no_other_injection_once_the_thinking_is_over(ends: str) -> None:
+    counter = ReasoningCounter(spec(2))
+    feed_all(counter, [5, 6] if ends == "budget" else [5, CLOSE])
+    assert counter.thinking_over and not counter.accept_injection()
 
 
 def test_the_handle_queues_the_early_stop_at_the_budget_however_far_behind_the_reader_is() -> None:
@@ -104,6 +112,8 @@ def test_the_loop_guard_cannot_stop_the_thinking_twice_or_inside_the_answer() ->
 
 def test_a_budget_is_checked_where_it_is_made() -> None:
     with pytest.raises(UsageError, match="non-negative"):
+        ChatParams(thinking_budget=-1)
+    with pytest.raises(ValueError, match="negative"):
         spec(-1)
     with pytest.raises(ValueError, match="</think>"):
         ReasoningBudget(2, (1000, 1001, BLANK), OPEN, CLOSE, True)

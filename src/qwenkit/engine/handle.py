@@ -143,10 +143,8 @@ class QueuedHandle:
                 raise UsageError(f"cannot inject token id {tid!r}: not in the vocabulary", param="token_ids")
             ids.append(value)
         with self._cond:
-            if self._done or (self._budget is not None and self._budget.thinking_over):
+            if self._done or (self._budget is not None and not self._budget.accept_injection()):
                 return False
-            if self._budget is not None:
-                self._budget.stand_down()
             self._injected.extend(ids)
             return True
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qwenkit.errors import UsageError
-
 
 @dataclass(frozen=True)
 class ReasoningBudget:
@@ -30,8 +28,9 @@ class ReasoningBudget:
     starts_in_reasoning: bool
 
     def __post_init__(self) -> None:
-        if self.budget is not None and (not isinstance(self.budget, int) or self.budget < 0):
-            raise UsageError("thinking_budget must be a non-negative integer", param="thinking_budget")
+        # Structure only: the user's thinking_budget was checked where it came in (ChatParams).
+        if self.budget is not None and self.budget < 0:
+            raise ValueError("a reasoning budget cannot be negative")
         if self.close_id not in self.early_stop_ids:
             raise ValueError("the early-stop text must hold </think>")
 
@@ -72,9 +71,14 @@ class ReasoningCounter:
         self._count += 1
         return self._check()
 
-    def stand_down(self) -> None:
-        """Another injection (the loop guard's early stop) decides from here: the budget will not fire."""
+    def accept_injection(self) -> bool:
+        """May another injection (the loop guard's early stop) go in? Not once the thinking is over or
+        the budget's early stop is queued: read behind the engine, it would land in the answer or end
+        the thinking twice. An accepted one decides from here, so the budget stands down."""
+        if self.thinking_over:
+            return False
         self._armed = False
+        return True
 
     def _check(self) -> tuple[int, ...]:
         budget = self._spec.budget
