@@ -36,8 +36,8 @@ import httpx
 from _common import DEFAULT_MODEL, machine, median, write_result
 from _llama_build import build
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "integration"))
-from _server_harness import free_port
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from _ports import free_port
 
 LEVELS = (1, 4, 8)
 QWENKIT = [sys.executable, "-m", "qwenkit"]

@@ -25,7 +25,7 @@ from _common import machine, median, tokenizer_dir, write_result
 from bench_serve_vs_llama_server import QWENKIT, bench, running
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "vllm_engine"))
-from _server_harness import free_port  # tests/integration: put on the path by bench_serve_vs_llama_server
+from _ports import free_port  # tests/: put on the path by bench_serve_vs_llama_server
 
 LEVELS = "1,4,8"
 # ``vllm serve`` itself: its console script looks up the distribution "vllm" for --version, which the

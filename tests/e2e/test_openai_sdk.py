@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import httpx
 import jsonschema
 import openai
 import pytest
+
+from _ports import free_port
 
 pytestmark = [pytest.mark.realmodel, pytest.mark.slow]
 MODEL = "qwen2.5-coder-0.5b-instruct"
@@ -49,15 +50,9 @@ PERSON = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def base_url(real_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     args = ["serve", str(real_model_path), "--backend", "llamacpp", "--port", str(port), "--context", "2048"]
     args += ["--parallel", "4", "--api-key", "tester:sk-test-123"]
     log_path = tmp_path_factory.mktemp("serve") / "stderr.log"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +21,13 @@ from typing import Any
 import httpx
 import pytest
 
+from _ports import free_port
+
 pytestmark = pytest.mark.slow  # a model server subprocess and a browser per module
 
 START_TIMEOUT_S = 240.0
 CHAT_PATH = "/v1/chat/completions"
 KEY = "playground-test-key"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -55,7 +50,7 @@ class Server:
 
 
 def start_server(model: Path, log_dir: Path, *extra: str) -> Server:
-    port = _free_port()
+    port = free_port()
     log = log_dir / f"serve-{port}.log"
     # Exactly what the `qwenkit` console script runs.
     cmd = [

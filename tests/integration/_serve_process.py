@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from _server_harness import free_port
+
+from _ports import free_port
 
 SERVE = "import sys; from qwenkit.cli import serve_cmd, main; sys.exit(main(sys.argv[1:]))"
 READY_SECONDS = 240.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,15 +10,10 @@ from typing import Any
 
 import uvicorn
 
+from _ports import free_port
 from qwenkit.engine.llm import LLM
 from qwenkit.server.app import create_app, uvicorn_config
 from qwenkit.server.settings import ServerSettings
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LiveServer:

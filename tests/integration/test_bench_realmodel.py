@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import qwenkit.cli.bench_cmds  # noqa: F401  (registers bench)
+from _ports import free_port
 from qwenkit.bench.driver import run_workload
 from qwenkit.bench.roofline import model_bytes_from_catalog, model_bytes_from_gguf
 from qwenkit.bench.runner_http import HttpTarget
@@ -68,16 +68,10 @@ def test_default_bench_writes_json_and_png(real_model_path: Path, tmp_path: Path
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(real_model_path: Path, tmp_path: Path) -> Iterator[str]:
     """``qwenkit serve MODEL`` as a subprocess on a free port: one slot, as the in-process side."""
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVE, "serve", str(real_model_path), "--port", str(port),

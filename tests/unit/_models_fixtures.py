@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from _ports import closed_port_url
 from qwenkit.catalog.schema import (
     Architecture,
     Generation,
@@ -198,16 +199,6 @@ class FakeHub:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
-
-
-def closed_port_url() -> str:
-    """An http URL on which nothing listens: connecting is refused at once."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def isolate(monkeypatch: Any, root: Path) -> Path:

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _server_harness import free_port
+
+from _ports import free_port
 
 RAY = Path(sys.executable).parent / "ray"
 
