@@ -64,7 +64,11 @@ def test_default_bench_writes_json_and_png(real_model_path: Path, tmp_path: Path
         assert level["peak_rss_bytes"] > 491_400_064  # the weights are resident
     roof = data["roofline"]
     assert data["bandwidth"]["source"] == "measured" and data["bandwidth"]["bytes_per_s"] > 1e8
-    assert 0 < roof["percent"] < 100 and roof["limit_tps"] > roof["measured_tps"]
+    assert roof["percent"] == pytest.approx(100 * roof["measured_tps"] / roof["limit_tps"])
+    # Some 60 % on a quiet machine. Bandwidth and decode are measured at different moments, and the
+    # other side of `make test` may take the memory bus during one and not the other: a percent over
+    # 100 is then noise, not a bug. A limit off by a factor (bytes or bandwidth wrong) is a bug.
+    assert 10 < roof["percent"] < 250
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 

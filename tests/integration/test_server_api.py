@@ -320,11 +320,11 @@ def test_disconnect_mid_stream_frees_the_slot(tiny_qwen3_dir: Path) -> None:
 def test_request_timeout_cancels_and_reports(tiny_llm: LLM) -> None:
     with live_server(tiny_llm, request_timeout=0.5) as srv:
         http = httpx.Client(base_url=srv.base_url, timeout=60)
-        reply = http.post("/v1/chat/completions", json={"messages": USER, "max_tokens": 400})
+        # As long as the context allows and no early end: some 2 s of work here against the 0.5 s limit.
+        body = {"messages": USER, "max_tokens": 480, "ignore_eos": True}
+        reply = http.post("/v1/chat/completions", json=body)
         assert reply.status_code == 504 and reply.json()["error"]["code"] == "timeout"
-        streamed = http.post(
-            "/v1/chat/completions", json={"messages": USER, "max_tokens": 400, "stream": True}
-        )
+        streamed = http.post("/v1/chat/completions", json={**body, "stream": True})
         events = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: ")]
         assert events[-1] == "[DONE]" and json.loads(events[-2])["error"]["code"] == "timeout"
         assert _running(srv) == 0

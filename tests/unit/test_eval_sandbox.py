@@ -8,14 +8,16 @@ import pytest
 
 from qwenkit.eval.sandbox import SandboxLimits, network_isolation, run_program
 
-LIMITS = SandboxLimits(timeout=5.0, cpu_seconds=2)
+# A wall clock far above what any case here needs on a quiet machine (under a second), so that a loaded
+# one (CI runs this beside other tests) cannot turn a refusal's reason into a timeout.
+LIMITS = SandboxLimits(timeout=30.0, cpu_seconds=2)
 
 HOSTILE = [
     pytest.param('import os\nos.system("rm -rf ~")\n', "sandbox refused os.system", id="rm-rf-home"),
     pytest.param("import os\nfor _ in range(12):\n    os.fork()\n", "sandbox refused os.fork",
                  id="fork-bomb"),
     # The CPU limit, or on a busy machine the wall clock first: either way it is killed.
-    pytest.param("while True:\n    pass\n", "killed by SIGXCPU (CPU time limit, 2 s)|timeout after 5 s",
+    pytest.param("while True:\n    pass\n", "killed by SIGXCPU (CPU time limit, 2 s)|timeout after 30 s",
                  id="infinite-loop"),
     pytest.param("x = bytearray(50 * 2**30)\n", "MemoryError", id="50-GB-allocation"),
     pytest.param("import socket\nsocket.create_connection(('93.184.216.34', 80), timeout=3)\n",

@@ -26,6 +26,7 @@ from qwenkit.bench.target import TargetInfo
 from qwenkit.bench.workload import Workload
 from qwenkit.catalog.hardware import HardwareInfo
 from qwenkit.errors import UsageError
+from qwenkit.output_paths import check_output_file
 
 SCHEMA_VERSION = 1
 LIBRARIES = ("qwenkit", "llama-cpp-python", "torch", "transformers", "numpy", "httpx", "fastapi")
@@ -93,12 +94,8 @@ def report_dict(report: BenchReport) -> dict[str, object]:
 
 def check_outputs(json_out: str | None, plot: Path | None) -> None:
     """Before a run of minutes, not after it: where the report (``-``: stdout) and the plot will go."""
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise UsageError(f"--plot must name a .png file, got {plot}", param="plot")
-    report = None if json_out in (None, "-") else Path(str(json_out))
-    for option, target in (("json", report), ("plot", plot)):
-        if target is not None and not target.expanduser().resolve().parent.is_dir():
-            raise UsageError(f"--{option} {target}: its folder does not exist", param=option)
+    check_output_file(plot, "plot", suffix=".png")
+    check_output_file(json_out, "json")
 
 
 def write_json(report: BenchReport, path: Path) -> None:

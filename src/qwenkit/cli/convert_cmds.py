@@ -18,6 +18,7 @@ from rich.table import Table
 from qwenkit.cli.app import app, console, err_console, print_json, warn
 from qwenkit.defaults import OutType
 from qwenkit.errors import UsageError
+from qwenkit.output_paths import check_output_file
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -225,6 +226,8 @@ def _report(
 
     if text is None:
         raise UsageError("--report needs --text FILE to score the models on", param="text")
+    check_output_file(report_json, "report-json")
+    check_output_file(plot, "plot", suffix=".png")
     if not src.is_file():
         raise UsageError(f"{src} is not a file", param="src")
     qtypes = [QuantType.parse(t) for t in types]
@@ -268,6 +271,7 @@ def perplexity(
     from qwenkit.convert.perplexity import perplexity as run_perplexity
     from qwenkit.convert.perplexity import read_text
 
+    check_output_file(save_base, "save-base", suffix=".npz")
     body = read_text(text)
     path = _gguf_path(model)
     show = not (quiet or json_out)

@@ -12,6 +12,7 @@ import typer
 from qwenkit.cli.app import app, console, err_console
 from qwenkit.cli.load_options import REF_HELP, BackendOption, ThreadsOption, context_option
 from qwenkit.errors import UsageError
+from qwenkit.output_paths import check_output_file
 
 THINKING = {"on": True, "off": False}
 PREFILL_HELP = (
@@ -41,6 +42,8 @@ def _compare(files: list[str], json_out: str | None, plot: Path | None) -> None:
 
     if len(files) < 2:
         raise UsageError("--compare needs two or more eval report files (written with --json)")
+    check_output_file(json_out, "json")
+    check_output_file(plot, "plot", suffix=".png")
     comparison = compare_reports([load_report(Path(f)) for f in files])
     if json_out == "-":
         sys.stdout.write(json.dumps(asdict(comparison), indent=2) + "\n")
@@ -89,8 +92,8 @@ def eval_command(
         return
     if len(names) > 1:
         raise UsageError("name one model (REF); several report files go with --compare")
-    if plot is not None and plot.suffix.lower() != ".png":
-        raise UsageError(f"--plot must name a .png file, got {plot}", param="plot")
+    check_output_file(plot, "plot", suffix=".png")
+    check_output_file(json_out, "json")
     if samples > 1 and temperature == 0:
         raise UsageError("--samples above 1 needs --temperature above 0 (greedy answers are all the same)")
     from qwenkit.eval.session import EvalRequest, run_eval_command
