@@ -1,7 +1,7 @@
 """The llama.cpp backend: a ``ModelRunner`` over one llama.cpp context (llama-cpp-python's low-level API).
 
 Each step decodes, in a single ``llama_decode``, the pending token(s) of every decoding sequence plus a
-bounded prefill chunk for new ones; each sequence then samples with its own native sampler chain, a new
+bounded prefill chunk for new ones (planned by ``llama_batch.py``); each sequence then samples with its own native sampler chain, a new
 one from its prompt's last row in the step that prefills it (kept for the same prompt's next request).
 A new sequence continues in the slot that caches the longest prefix of its prompt when that slot's cache
 is mostly its own past (a conversation's next turn), else takes an empty or the least recently used
@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 
 from qwenkit.engine.core import EngineCore
 from qwenkit.engine.cpu_placement import WorkerPlacement
 from qwenkit.engine.llama_adapters import LlamaAdapters
+from qwenkit.engine.llama_batch import N_BATCH, BatchPlanner, LlamaSequenceState, state_of
 from qwenkit.engine.llama_image_feed import ImageFeeder, wait_for_images
 from qwenkit.engine.llama_lib import llama_lib
 from qwenkit.engine.llama_sampling import SequenceSampler, check_grammar, logits_row, token_logprobs
@@ -42,7 +41,6 @@ from qwenkit.engine.llama_slots import SlotCache
 from qwenkit.engine.llama_threads import ThreadTuner
 from qwenkit.engine.llama_tokenizer import LlamaTokenizer
 from qwenkit.engine.llama_vision import (
-    ImageRun,
     LlamaVision,
     check_runs,
     cut_before_image,
@@ -50,48 +48,17 @@ from qwenkit.engine.llama_vision import (
     image_runs,
     keyed_prompt,
 )
-from qwenkit.engine.prefix import Placement, SlotView, place
+from qwenkit.engine.prefix import SlotView, place
 from qwenkit.engine.sequence import Sequence
 from qwenkit.engine.types import BackendKind, BackendOptions, Capability, SamplingParams, TokenEvent
 from qwenkit.errors import ModelFormatError, ModelNotFoundError, QwenkitError, UsageError
 from qwenkit.media import VisionGrid
 
-N_BATCH = 512  # tokens per llama_decode
 # The default KV layout (BackendOptions.kv_unified): a stream per sequence. benchmarks/bench_engine_speed.py
 # measured it 1.38x the unified pool at 8 streams x 2,000-token prompts (21.7 vs 15.7 tok/s) and level
 # with it for short prompts at 1 to 16 streams (an earlier 20 % lead of the pool did not repeat).
 KV_UNIFIED = False
 WARM_UP_TOKENS = 32
-
-
-@dataclass
-class _State:
-    """A running sequence's llama.cpp side (``Sequence.state``)."""
-
-    placement: Placement
-    keys: list[int]  # the prompt as the prefix cache compares it
-    runs: list[ImageRun] = field(default_factory=list)
-    sampler: SequenceSampler | None = None
-    prefilled: int = 0  # prompt tokens in the KV
-    logits_index: int = -1  # batch position whose logits choose the next token
-    kept_row: np.ndarray | None = None  # the first token's logits, when the prompt was cached whole
-
-
-@dataclass
-class _Planned:
-    seq: Sequence
-    tokens: list[int]
-    prefill: bool
-    position: int  # of the first token
-
-
-@dataclass
-class _ImagePiece:
-    """Embeddings of one image fed in this step's second decode."""
-
-    seq: Sequence
-    run: ImageRun
-    count: int
 
 
 def kv_unified(options: BackendOptions) -> bool:
@@ -100,12 +67,6 @@ def kv_unified(options: BackendOptions) -> bool:
 
 def default_threads() -> int:
     return psutil.cpu_count(logical=False) or psutil.cpu_count() or 1
-
-
-def _state(seq: Sequence) -> _State:
-    state = seq.state
-    assert isinstance(state, _State), "a sequence placed by another runner"
-    return state
 
 
 class LlamaCppRunner:
@@ -139,6 +100,7 @@ class LlamaCppRunner:
         self._vocab = lib.llama_model_get_vocab(model)
         self._batch = lib.llama_batch_init(N_BATCH, 0, 1)
         self._slots = [SlotCache() for _ in range(options.parallel)]
+        self._planner = BatchPlanner(self._batch, self._slots)
         self._image_pad = self.tokenizer.special_tokens.get("<|image_pad|>", -1)
         # The user's --threads is kept as given; the default adapts to a busy machine.
         most = default_threads()
@@ -235,11 +197,11 @@ class LlamaCppRunner:
         if reuse != placement.reuse:
             donor = placement.copy_from if reuse else None
             placement = dataclasses.replace(placement, reuse=reuse, copy_from=donor)
-        seq.state = _State(placement, keys, runs)
+        seq.state = LlamaSequenceState(placement, keys, runs)
         return placement.slot
 
     def start(self, seq: Sequence) -> None:
-        state = _state(seq)
+        state = state_of(seq)
         lib, slot, reuse, donor = self._lib, seq.slot, state.placement.reuse, state.placement.copy_from
         if state.placement.park is not None:
             self._copy_slot(slot, state.placement.park)
@@ -286,7 +248,7 @@ class LlamaCppRunner:
                 after=list(self._slots[source].after), rows=dict(self._slots[source].rows),
             )
 
-    def _encode_images(self, state: _State, reuse: int) -> None:
+    def _encode_images(self, state: LlamaSequenceState, reuse: int) -> None:
         if self.vision is None:
             raise UsageError(f"this model reads no images: {self.images_unavailable}")
         for run in state.runs:
@@ -299,18 +261,19 @@ class LlamaCppRunner:
 
     def run(self, seqs: list[Sequence]) -> list[Sequence]:
         seqs = self.adapters.group(seqs)
-        plan, piece, failed = self._plan(seqs)
-        kept = [seq for seq in seqs if _state(seq).kept_row is not None]  # due without a step
+        step = self._planner.plan(seqs)
+        plan, piece, failed = step.tokens, step.image, step.failed
+        kept = [seq for seq in seqs if state_of(seq).kept_row is not None]  # due without a step
         if not plan and piece is None:
             if not failed and not kept:
-                wait_for_images(run for seq in seqs for run in _state(seq).runs)
+                wait_for_images(run for seq in seqs for run in state_of(seq).runs)
             return failed + kept
         if self.adapters:
             self.adapters.apply(self._ctx, seqs[0].params.adapter)
         if piece is not None:  # first: a decode's logits last only until the next decode
             assert self._images is not None
             self._images.feed(piece.run, piece.seq.slot, self._slots[piece.seq.slot], piece.count)
-            _state(piece.seq).prefilled += piece.count
+            state_of(piece.seq).prefilled += piece.count
         if plan:
             began = time.perf_counter()
             status = self._lib.llama_decode(self._ctx, self._batch)
@@ -320,7 +283,7 @@ class LlamaCppRunner:
                 self.threads.observe(self._batch.n_tokens, time.perf_counter() - began)
         due = failed + kept
         for item in plan:
-            state, cache = _state(item.seq), self._slots[item.seq.slot]
+            state, cache = state_of(item.seq), self._slots[item.seq.slot]
             cache.add_text(item.tokens, item.position)
             if item.prefill:
                 state.prefilled += len(item.tokens)
@@ -330,86 +293,8 @@ class LlamaCppRunner:
                 due.append(item.seq)
         return due
 
-    def _plan(self, seqs: list[Sequence]) -> tuple[list[_Planned], _ImagePiece | None, list[Sequence]]:
-        """Fill the batch: every decoding sequence's pending tokens, then prefill chunks, one of which
-        may be an image's embeddings (fed in a second decode). Also the sequences whose image failed."""
-        chosen: list[tuple[Sequence, list[int], bool]] = []  # (sequence, tokens, prefill)
-        n = 0
-        prefilling = []
-        for seq in seqs:
-            state = _state(seq)
-            state.logits_index = -1
-            if state.prefilled < len(seq.prompt):
-                prefilling.append(seq)
-                continue
-            tokens = seq.pending[: N_BATCH - n]
-            if not tokens:
-                continue
-            seq.pending = seq.pending[len(tokens) :]
-            chosen.append((seq, tokens, False))
-            n += len(tokens)
-        # Prompts fill what the decoding tokens leave of the batch, as llama-server and vLLM's chunked
-        # prefill do: a waiting stream's first token comes sooner, the batch is fuller, and decoding
-        # streams still get a token every step (one step is at most N_BATCH tokens).
-        budget = N_BATCH - n
-        piece: _ImagePiece | None = None
-        failed: list[Sequence] = []
-        for seq in prefilling:
-            if budget <= 0:
-                break
-            state = _state(seq)
-            run = next((r for r in state.runs if r.fed < r.length), None)
-            if run is not None and run.begin <= state.prefilled:  # at an image: its embeddings, if ready
-                embedding = run.embedding
-                if piece is not None or embedding is None or not embedding.done():
-                    continue
-                if (error := embedding.exception()) is not None:
-                    seq.error = error
-                    failed.append(seq)
-                    continue
-                piece = _ImagePiece(seq, run, min(run.length - run.fed, budget))
-                budget -= piece.count
-                continue
-            stop = run.begin if run is not None else len(seq.prompt)
-            tokens = seq.prompt[state.prefilled : min(stop, state.prefilled + budget)]
-            chosen.append((seq, tokens, True))
-            budget -= len(tokens)
-        return self._write(chosen), piece, failed
-
-    def _write(self, chosen: list[tuple[Sequence, list[int], bool]]) -> list[_Planned]:
-        """Write the chosen tokens into the batch in slot order. With a KV stream per sequence llama.cpp
-        puts only consecutive sequence ids into one ubatch (``split_equal``), so a batch in admission
-        order (3, 5, 0, ...) would cost one pass over the weights per run of consecutive slots: measured
-        8 decoding streams at 104 ms a step against 85 ms in slot order, as llama-server keeps them."""
-        plan: list[_Planned] = []
-        n = 0
-        for seq, tokens, prefill in sorted(chosen, key=lambda item: item[0].slot):
-            ends_prompt = _state(seq).prefilled + len(tokens) == len(seq.prompt)
-            last = ends_prompt if prefill else not seq.pending
-            n = self._fill(n, seq, tokens, logits_last=last, prefill=prefill, plan=plan)
-        self._batch.n_tokens = n
-        return plan
-
-    def _fill(
-        self, n: int, seq: Sequence, tokens: list[int], *, logits_last: bool, prefill: bool,
-        plan: list[_Planned],
-    ) -> int:
-        cache = self._slots[seq.slot]
-        batch, pos = self._batch, cache.next_position
-        plan.append(_Planned(seq, tokens, prefill, pos))
-        for j, tid in enumerate(tokens):
-            batch.token[n + j] = tid
-            batch.pos[n + j] = pos + j
-            batch.n_seq_id[n + j] = 1
-            batch.seq_id[n + j][0] = seq.slot
-            batch.logits[n + j] = 0
-        if logits_last:
-            batch.logits[n + len(tokens) - 1] = 1
-            _state(seq).logits_index = n + len(tokens) - 1
-        return n + len(tokens)
-
     def sample(self, seq: Sequence) -> TokenEvent:
-        state = _state(seq)
+        state = state_of(seq)
         assert state.sampler is not None
         row, state.kept_row = state.kept_row, None
         if row is None:
@@ -425,7 +310,7 @@ class LlamaCppRunner:
         return TokenEvent(token, logprob, top)
 
     def accept_forced(self, seq: Sequence, token: int) -> bool:
-        state = _state(seq)
+        state = state_of(seq)
         state.kept_row = None  # forced tokens replace the choice it was kept for
         return state.sampler is None or state.sampler.accept_forced(token)
 
@@ -437,7 +322,7 @@ class LlamaCppRunner:
             self._lib.llama_memory_seq_rm(self._mem, seq.slot, -1, -1)
             cache.keep([], [])
         state = seq.state
-        if isinstance(state, _State):
+        if isinstance(state, LlamaSequenceState):
             for run in state.runs:
                 if run.embedding is not None:
                     run.embedding.cancel()  # a cancelled request's images are not encoded
