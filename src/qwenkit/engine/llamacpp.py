@@ -1,8 +1,9 @@
 """The llama.cpp backend: a ``ModelRunner`` over one llama.cpp context (llama-cpp-python's low-level API).
 
 Each step decodes, in a single ``llama_decode``, the pending token(s) of every decoding sequence plus a
-bounded prefill chunk for new ones (planned by ``llama_batch.py``); each sequence then samples with its own native sampler chain, a new
-one from its prompt's last row in the step that prefills it (kept for the same prompt's next request).
+bounded prefill chunk for new ones (planned by ``llama_batch.py``); each sequence then samples with its
+own native sampler chain, a new one from its prompt's last row in the step that prefills it (kept for
+the same prompt's next request).
 A new sequence continues in the slot that caches the longest prefix of its prompt when that slot's cache
 is mostly its own past (a conversation's next turn), else takes an empty or the least recently used
 slot and copies the longest cached prefix there, kept beside the busy slots (``prefix.py``); a finished
